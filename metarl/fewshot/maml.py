@@ -1,0 +1,167 @@
+"""MAML (Finn et al. 2017) and its kin for few-shot classification and regression.
+
+One learner covers: second-order MAML, first-order MAML (`first_order`), Meta-SGD (learned
+per-parameter step sizes, Li et al. 2017: `meta_sgd`) and ANIL (adapt the head only, Raghu et
+al. 2020: `anil`). All of them run on the shared functional inner loop (`metarl.inner_loop`).
+
+The outer loop is a Python loop over the tasks of the meta-batch, each task's query loss
+back-propagated as soon as it is computed, so only one task's graph is alive at a time.
+(On CPU this matched learn2learn / higher / TorchOpt, while `torch.func.vmap` over tasks was
+2x slower with 8x the memory, see the README.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from metarl.errors import UsageError
+from metarl.fewshot.backbones import classifier, mlp
+from metarl.fewshot.episode import Episode
+from metarl.fewshot.losses import metric_name, task_loss, task_metric
+from metarl.inner_loop import Params, adapt, adapt_iter, forward, named_params
+from metarl.seeding import seeded
+
+
+@dataclass
+class MAMLConfig:
+    backbone: Literal["auto", "conv4", "mlp"] = "auto"
+    """conv4 for images, an MLP for vectors; auto picks by the task's input shape."""
+    hidden: int = 64
+    """conv4 filters per layer."""
+    mlp_hidden: list[int] | None = None
+    """MLP hidden sizes (default [40, 40], the MAML sinusoid network)."""
+    inner_lr: float = 0.4
+    """Inner-loop step size (Meta-SGD: its initial value)."""
+    outer_lr: float = 0.001
+    """Adam step size of the outer update."""
+    adapt_steps: int = 1
+    """Inner steps during meta-training."""
+    eval_adapt_steps: int = 3
+    """Inner steps at which the headline test metric is read off the curve."""
+    first_order: bool = False
+    """First-order MAML: drop the second-order terms of the meta-gradient."""
+    meta_sgd: bool = False
+    """Learn one step size per parameter entry (Meta-SGD)."""
+    anil: bool = False
+    """Adapt the final linear layer only (ANIL)."""
+
+
+class MAML:
+    """MAML learner; `budget` is the number of inner gradient steps."""
+
+    budget_name = "steps"
+
+    def __init__(self, cfg: MAMLConfig, model: nn.Module, loss: str, device: torch.device):
+        self.cfg, self.model, self.loss_kind = cfg, model.to(device), loss
+        self.metric, self.higher_is_better = metric_name(loss)
+        self.headline_budget = cfg.eval_adapt_steps
+        params = named_params(self.model)
+        head = list(params)[-2:]  # weight and bias of the last linear layer
+        self.adapt_keys = head if cfg.anil else list(params)
+        self.step_sizes: dict[str, nn.Parameter] | float = cfg.inner_lr
+        trainable = list(self.model.parameters())
+        if cfg.meta_sgd:
+            self.step_sizes = {
+                k: nn.Parameter(torch.full_like(params[k], cfg.inner_lr)) for k in self.adapt_keys
+            }
+            trainable += list(self.step_sizes.values())
+        self.optimizer = torch.optim.Adam(trainable, lr=cfg.outer_lr)
+
+    # -- inner loop -------------------------------------------------------------------------
+    def _support_loss(self, x: Tensor, y: Tensor):
+        return lambda p: task_loss(self.loss_kind, forward(self.model, p, x), y)
+
+    def _adapt_task(self, ep: Episode, t: int, steps: int, first_order: bool) -> Params:
+        loss_fn = self._support_loss(ep.support_x[t], ep.support_y[t])
+        return adapt(named_params(self.model), loss_fn, steps, self.step_sizes, first_order,
+                     self.adapt_keys)
+
+    # -- learner contract -------------------------------------------------------------------
+    def meta_step(self, tasks: Episode) -> dict[str, float]:
+        """Outer Adam step on the mean query loss after `adapt_steps` inner steps per task."""
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        n = tasks.num_tasks
+        loss_sum, metric_sum = 0.0, 0.0
+        for t in range(n):
+            fast = self._adapt_task(tasks, t, self.cfg.adapt_steps, self.cfg.first_order)
+            out = forward(self.model, fast, tasks.query_x[t])
+            loss = task_loss(self.loss_kind, out, tasks.query_y[t])
+            (loss / n).backward()
+            loss_sum += loss.item()
+            metric_sum += task_metric(self.loss_kind, out.detach(), tasks.query_y[t]).item()
+        self.optimizer.step()
+        return {"loss": loss_sum / n, self.metric: metric_sum / n}
+
+    def adapt(self, tasks: Episode, budget: int) -> list[Params]:
+        """Adapted parameters of each task after `budget` first-order-free inner steps."""
+        return [self._adapt_eval(tasks, t, budget)[-1] for t in range(tasks.num_tasks)]
+
+    def _adapt_eval(self, tasks: Episode, t: int, budget: int) -> list[Params]:
+        loss_fn = self._support_loss(tasks.support_x[t], tasks.support_y[t])
+        with torch.enable_grad():
+            start = {k: v.detach().requires_grad_() for k, v in named_params(self.model).items()}
+            steps = adapt_iter(start, loss_fn, budget, self._detached_step_sizes(), True,
+                               self.adapt_keys)
+            return [{k: v.detach().requires_grad_() for k, v in p.items()} for p in steps]
+
+    def _detached_step_sizes(self) -> dict[str, Tensor] | float:
+        if isinstance(self.step_sizes, dict):
+            return {k: v.detach() for k, v in self.step_sizes.items()}
+        return self.step_sizes
+
+    def evaluate(self, adapted: list[Params], tasks: Episode) -> Tensor:
+        with torch.no_grad():
+            return torch.stack([
+                task_metric(self.loss_kind, forward(self.model, p, tasks.query_x[t]),
+                            tasks.query_y[t])
+                for t, p in enumerate(adapted)
+            ])
+
+    def adaptation_curve(self, tasks: Episode, max_budget: int) -> Tensor:
+        """Query metric after 0..max_budget inner steps, one adaptation pass per task."""
+        self.model.train()  # batch statistics of the task itself, as during meta-training
+        cols = []
+        for t in range(tasks.num_tasks):
+            per_step = self._adapt_eval(tasks, t, max_budget)
+            with torch.no_grad():
+                cols.append(torch.stack([
+                    task_metric(self.loss_kind, forward(self.model, p, tasks.query_x[t]),
+                                tasks.query_y[t])
+                    for p in per_step
+                ]))
+        return torch.stack(cols, dim=1)
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        if isinstance(self.step_sizes, dict):
+            state["step_sizes"] = {k: v.detach().clone() for k, v in self.step_sizes.items()}
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if isinstance(self.step_sizes, dict):
+            with torch.no_grad():
+                for k, v in state["step_sizes"].items():
+                    self.step_sizes[k].copy_(v)
+
+
+def build_maml(cfg: MAMLConfig, distribution: Any, device: torch.device, seed: int) -> MAML:
+    shape = tuple(distribution.input_shape)
+    backbone = cfg.backbone if cfg.backbone != "auto" else ("conv4" if len(shape) == 3 else "mlp")
+    if backbone == "conv4" and len(shape) != 3:
+        raise UsageError(f"learner.backbone conv4 needs image tasks [C, H, W]; this task's inputs are {list(shape)}: use backbone mlp")
+    if cfg.adapt_steps < 0 or cfg.eval_adapt_steps < 0:
+        raise UsageError("learner.adapt_steps and learner.eval_adapt_steps must be >= 0")
+    out_dim = distribution.ways if distribution.loss == "cross_entropy" else 1
+    with seeded(seed, "model"):
+        if backbone == "conv4":
+            model = classifier(shape, out_dim, cfg.hidden)
+        else:
+            model = mlp(shape[0], out_dim, tuple(cfg.mlp_hidden or (40, 40)))
+    return MAML(cfg, model, distribution.loss, device)

@@ -1,0 +1,139 @@
+"""Prototypical Networks (Snell et al. 2017).
+
+A class's prototype is the mean embedding of its support shots; a query's logits are the
+negative squared Euclidean distances to the prototypes. `budget` is the number of shots per
+class used to build the prototypes; with 0 shots every class is equally likely (chance).
+
+Batch norm normalises each task's support and query together with that task's own statistics
+(no running statistics), at training and at test time, like the MAML learner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from metarl.errors import UsageError
+from metarl.fewshot.backbones import conv4
+from metarl.fewshot.episode import Episode
+from metarl.seeding import seeded
+
+
+@dataclass
+class ProtoNetConfig:
+    hidden: int = 64
+    """conv4 filters per layer."""
+    outer_lr: float = 0.001
+    """Adam step size."""
+    lr_decay_every: int = 2000
+    """Halve (times lr_decay) the step size every this many meta-iterations (Snell et al.)."""
+    lr_decay: float = 0.5
+    """Step-size factor applied every lr_decay_every iterations."""
+
+
+def prototypes(support: Tensor, labels: Tensor, ways: int) -> Tensor:
+    """Class means of support embeddings: `[S, D]`, labels `[S]` -> `[ways, D]`."""
+    one_hot = F.one_hot(labels, ways).to(support.dtype)  # [S, ways]
+    return (one_hot.T @ support) / one_hot.sum(0).clamp_min(1).unsqueeze(-1)
+
+
+def proto_logits(query: Tensor, protos: Tensor) -> Tensor:
+    """Negative squared Euclidean distances `[Q, ways]` from queries `[Q, D]` to `[ways, D]`."""
+    return -torch.cdist(query, protos).pow(2)
+
+
+class ProtoNet:
+    """Prototypical Networks learner; `budget` is shots per class."""
+
+    budget_name = "shots"
+
+    def __init__(self, cfg: ProtoNetConfig, encoder: nn.Module, device: torch.device):
+        self.cfg, self.encoder = cfg, encoder.to(device)
+        self.metric, self.higher_is_better = "accuracy", True
+        self.headline_budget = 1
+        self.optimizer = torch.optim.Adam(self.encoder.parameters(), lr=cfg.outer_lr)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(
+            self.optimizer, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay
+        )
+
+    def _embed(self, tasks: Episode, t: int) -> tuple[Tensor, Tensor]:
+        """Support `[K*N, D]` and query `[Q*N, D]` embeddings of task t, normalised together."""
+        x = torch.cat([tasks.support_x[t], tasks.query_x[t]])
+        z = self.encoder(x)
+        return z[: tasks.support_x.shape[1]], z[tasks.support_x.shape[1]:]
+
+    def _logits(self, tasks: Episode, t: int, shots: int) -> Tensor:
+        support, query = self._embed(tasks, t)
+        n = shots * tasks.ways  # shot-major support: the first n items hold `shots` per class
+        protos = prototypes(support[:n], tasks.support_y[t, :n], tasks.ways)
+        return proto_logits(query, protos)
+
+    def meta_step(self, tasks: Episode) -> dict[str, float]:
+        self.encoder.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        n = tasks.num_tasks
+        loss_sum, acc_sum = 0.0, 0.0
+        for t in range(n):
+            logits = self._logits(tasks, t, tasks.shots)
+            loss = F.cross_entropy(logits, tasks.query_y[t])
+            (loss / n).backward()
+            loss_sum += loss.item()
+            acc_sum += (logits.argmax(-1) == tasks.query_y[t]).float().mean().item()
+        self.optimizer.step()
+        self.scheduler.step()
+        return {"loss": loss_sum / n, "accuracy": acc_sum / n,
+                "lr": self.scheduler.get_last_lr()[0]}
+
+    def adapt(self, tasks: Episode, budget: int) -> Tensor:
+        """Query logits `[T, Q*N, N]` from prototypes of the first `budget` shots."""
+        if budget > tasks.shots:
+            raise UsageError(f"budget {budget} exceeds the {tasks.shots} shots of these tasks")
+        with torch.no_grad():
+            if budget == 0:
+                return torch.zeros(*tasks.query_y.shape, tasks.ways, device=tasks.query_x.device)
+            return torch.stack([self._logits(tasks, t, budget) for t in range(tasks.num_tasks)])
+
+    def evaluate(self, adapted: Tensor, tasks: Episode) -> Tensor:
+        return (adapted.argmax(-1) == tasks.query_y).float().mean(-1)
+
+    def adaptation_curve(self, tasks: Episode, max_budget: int) -> Tensor:
+        """Accuracy with 0..min(max_budget, shots) shots per class: `[B + 1, T]`.
+
+        Each task is embedded once; the prototypes of every budget come from that embedding.
+        """
+        self.encoder.eval()
+        budgets = min(max_budget, tasks.shots)
+        rows = torch.empty(budgets + 1, tasks.num_tasks, device=tasks.query_x.device)
+        rows[0] = 1.0 / tasks.ways  # no shots: every class equally likely
+        with torch.no_grad():
+            for t in range(tasks.num_tasks):
+                support, query = self._embed(tasks, t)
+                for k in range(1, budgets + 1):
+                    n = k * tasks.ways
+                    logits = proto_logits(query, prototypes(support[:n], tasks.support_y[t, :n], tasks.ways))
+                    rows[k, t] = (logits.argmax(-1) == tasks.query_y[t]).float().mean()
+        return rows
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.encoder.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.encoder.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+
+def build_protonet(cfg: ProtoNetConfig, distribution: Any, device: torch.device, seed: int) -> ProtoNet:
+    shape = tuple(distribution.input_shape)
+    if getattr(distribution, "loss", "cross_entropy") != "cross_entropy" or len(shape) != 3:
+        raise UsageError("learner.kind protonet needs an image classification task (omniglot or image_folder)")
+    with seeded(seed, "model"):
+        encoder = conv4(shape[0], cfg.hidden)
+    learner = ProtoNet(cfg, encoder, device)
+    learner.headline_budget = distribution.shots
+    return learner

@@ -1,0 +1,78 @@
+"""Sinusoid regression (Finn et al. 2017, section 5.1).
+
+A task is `y = A sin(x - phi)` with amplitude A ~ U[0.1, 5.0] and phase phi ~ U[0, pi]; inputs
+x ~ U[-5, 5]. Support has `shots` points, query `queries` points, drawn independently. All
+splits draw from the same continuous distribution (a task is never seen twice); evaluation
+uses its own fixed generator, so held-out tasks are identical across evaluations.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from metarl.contracts import SPLITS, check_split
+from metarl.errors import UsageError
+from metarl.fewshot.episode import Episode
+
+
+@dataclass
+class SinusoidConfig:
+    shots: int = 5
+    """Support points per task (K)."""
+    queries: int = 10
+    """Query points per task."""
+    amplitude: list[float] | None = None
+    """Amplitude range [low, high] (default [0.1, 5.0])."""
+    phase: list[float] | None = None
+    """Phase range [low, high] (default [0, pi])."""
+    x_range: list[float] | None = None
+    """Input range [low, high] (default [-5, 5])."""
+
+
+@dataclass(frozen=True)
+class SinusoidTasks:
+    amplitude: torch.Tensor  # [T]
+    phase: torch.Tensor  # [T]
+
+
+class SinusoidDistribution:
+    splits = SPLITS
+    loss = "mse"
+    ways = 1
+    input_shape = (1,)
+
+    def __init__(self, cfg: SinusoidConfig, device: torch.device):
+        self.shots, self.queries, self.device = cfg.shots, cfg.queries, device
+        self.amplitude = tuple(cfg.amplitude or (0.1, 5.0))
+        self.phase = tuple(cfg.phase or (0.0, math.pi))
+        self.x_range = tuple(cfg.x_range or (-5.0, 5.0))
+        for name, (lo, hi) in (("amplitude", self.amplitude), ("phase", self.phase),
+                               ("x_range", self.x_range)):
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+                raise UsageError(f"task.{name} must be [low, high] with finite low <= high, got {[lo, hi]}")
+        if self.shots < 1 or self.queries < 1:
+            raise UsageError("task.shots and task.queries must be >= 1")
+
+    def _uniform(self, shape: tuple[int, ...], bounds: tuple[float, float], g: torch.Generator):
+        lo, hi = bounds
+        return lo + (hi - lo) * torch.rand(shape, generator=g, device=self.device)
+
+    def sample_tasks(self, num_tasks: int, generator: torch.Generator) -> SinusoidTasks:
+        return SinusoidTasks(self._uniform((num_tasks,), self.amplitude, generator),
+                             self._uniform((num_tasks,), self.phase, generator))
+
+    def sample(self, split: str, num_tasks: int, generator: torch.Generator) -> Episode:
+        """Support `[T, K, 1]` and query `[T, Q, 1]` points of `num_tasks` random sinusoids."""
+        check_split(split, self.splits)
+        tasks = self.sample_tasks(num_tasks, generator)
+        a, p = tasks.amplitude[:, None, None], tasks.phase[:, None, None]
+        xs = self._uniform((num_tasks, self.shots, 1), self.x_range, generator)
+        xq = self._uniform((num_tasks, self.queries, 1), self.x_range, generator)
+        return Episode(xs, a * torch.sin(xs - p), xq, a * torch.sin(xq - p), 1, self.shots)
+
+
+def build_sinusoid(cfg: SinusoidConfig, device: torch.device) -> SinusoidDistribution:
+    return SinusoidDistribution(cfg, device)
