@@ -24,3 +24,17 @@ def task_metric(kind: str, output: Tensor, target: Tensor) -> Tensor:
 def metric_name(kind: str) -> tuple[str, bool]:
     """(metric name, higher is better)."""
     return ("accuracy", True) if kind == "cross_entropy" else ("mse", False)
+
+
+def batched_loss(kind: str, output: Tensor, target: Tensor) -> Tensor:
+    """Per-task mean loss `[T]` of outputs `[T, B, N]` (logits) or `[T, B, 1]`."""
+    if kind == "cross_entropy":
+        return F.cross_entropy(output.transpose(1, 2), target, reduction="none").mean(-1)
+    return (output - target).pow(2).flatten(1).mean(-1)
+
+
+def batched_metric(kind: str, output: Tensor, target: Tensor) -> Tensor:
+    """Per-task accuracy or MSE `[T]`."""
+    if kind == "cross_entropy":
+        return (output.argmax(-1) == target).float().mean(-1)
+    return (output - target).pow(2).flatten(1).mean(-1)
