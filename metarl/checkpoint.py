@@ -30,5 +30,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 -- any unreadable file gets the same clear message
-        raise DataError(f"checkpoint {path} cannot be read ({type(exc).__name__}); "
-                        f"delete it to start the run afresh") from None
+        raise DataError(
+            f"checkpoint {path} cannot be read ({type(exc).__name__}); "
+            f"delete it to start the run afresh"
+        ) from None

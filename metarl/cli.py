@@ -16,7 +16,7 @@ from metarl.errors import NonFiniteError, UsageError
 
 def _train(args: argparse.Namespace) -> None:
     from metarl.config import load_config
-    from metarl.trainer import format_curve, train
+    from metarl.trainer import train
 
     overrides = list(args.overrides)
     if args.data_dir:
@@ -31,8 +31,9 @@ def _resume(args: argparse.Namespace) -> None:
     from metarl.trainer import load_run, train
 
     run = load_run(Path(args.run_dir))
-    _report(train(run.cfg, run.run_dir, progress=None if not args.no_progress else False),
-            run.run_dir)
+    _report(
+        train(run.cfg, run.run_dir, progress=None if not args.no_progress else False), run.run_dir
+    )
 
 
 def _report(results: dict, run_dir: Path) -> None:
@@ -40,12 +41,16 @@ def _report(results: dict, run_dir: Path) -> None:
 
     if "curve" in results:
         c = results["curve"]
-        print(f"\nAdaptation curve of {results['name']} on {c['num_tasks']} held-out "
-              f"{c['split']} tasks (mean and 95% confidence interval):")
+        print(
+            f"\nAdaptation curve of {results['name']} on {c['num_tasks']} held-out "
+            f"{c['split']} tasks (mean and 95% confidence interval):"
+        )
         print(format_curve(c))
     print(f"\nRun directory: {run_dir}  (config.yaml, checkpoints/, results.json, curves.png)")
-    print(f"TensorBoard:   tensorboard --logdir {run_dir}   then open http://127.0.0.1:6006 "
-          "(SCALARS: adapt/, meta/; CUSTOM SCALARS: the curve; IMAGES: adapt/curve)")
+    print(
+        f"TensorBoard:   tensorboard --logdir {run_dir}   then open http://127.0.0.1:6006 "
+        "(SCALARS: adapt/, meta/; CUSTOM SCALARS: the curve; IMAGES: adapt/curve)"
+    )
 
 
 def _eval(args: argparse.Namespace) -> None:
@@ -88,9 +93,15 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="metarl", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="meta-train a config (resumes if --run-dir holds the same run)")
+    t = sub.add_parser(
+        "train", help="meta-train a config (resumes if --run-dir holds the same run)"
+    )
     t.add_argument("config", help="shipped config name (see `metarl list`) or a YAML file")
-    t.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.iterations=100 learner.inner_lr=0.1")
+    t.add_argument(
+        "overrides",
+        nargs="*",
+        help="dotted overrides, e.g. train.iterations=100 learner.inner_lr=0.1",
+    )
     t.add_argument("--run-dir", help="run directory (default runs/<config name>)")
     t.add_argument("--data-dir", help="dataset folder (same as task.data_dir=...)")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -134,8 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"metarl: stopped: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("metarl: interrupted; the last checkpoint is intact (metarl resume RUN_DIR)",
-              file=sys.stderr)
+        print(
+            "metarl: interrupted; the last checkpoint is intact (metarl resume RUN_DIR)",
+            file=sys.stderr,
+        )
         return 130
     return 0
 

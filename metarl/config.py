@@ -161,7 +161,9 @@ def shipped_configs() -> list[str]:
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`learner.inner_lr=0.4` -> (["learner", "inner_lr"], 0.4); values parse as YAML."""
     if "=" not in text:
-        raise UsageError(f"override {text!r} must look like section.key=value, e.g. train.iterations=100")
+        raise UsageError(
+            f"override {text!r} must look like section.key=value, e.g. train.iterations=100"
+        )
     key, raw = text.split("=", 1)
     try:
         value = yaml.safe_load(raw) if raw != "" else ""

@@ -87,6 +87,6 @@ def adapt(
     adapt_keys: Iterable[str] | None = None,
 ) -> Params:
     """The parameters after `steps` inner steps of gradient descent on `loss_fn`."""
-    for params in adapt_iter(params, loss_fn, steps, step_sizes, first_order, adapt_keys):
-        pass
+    for _ in range(steps):
+        params = gradient_step(params, loss_fn(params), step_sizes, first_order, adapt_keys)
     return params

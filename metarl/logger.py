@@ -43,8 +43,14 @@ class RunLogger:
 
     def __init__(self, run_dir: Path, metric: str, budget_name: str):
         self.writer = SummaryWriter(log_dir=str(run_dir))
-        layout = {"adapt": {f"{metric} after each {budget_name} budget (held-out)":
-                            ["Multiline", [f"adapt/{metric}_{budget_name}_.*"]]}}
+        layout = {
+            "adapt": {
+                f"{metric} after each {budget_name} budget (held-out)": [
+                    "Multiline",
+                    [f"adapt/{metric}_{budget_name}_.*"],
+                ]
+            }
+        }
         self.writer.add_custom_scalars(layout)
 
     def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:

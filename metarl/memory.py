@@ -53,8 +53,9 @@ def content_weights(memory: Tensor, keys: Tensor, strength: Tensor) -> Tensor:
     memory `[B, N, W]`, keys `[B, H, W]`, strength `[B, H]` (>= 0; larger = sharper).
     Returns weights `[B, H, N]`, each row summing to 1.
     """
-    sim = torch.einsum("bhw,bnw->bhn", F.normalize(keys, dim=-1, eps=_EPS),
-                       F.normalize(memory, dim=-1, eps=_EPS))
+    sim = torch.einsum(
+        "bhw,bnw->bhn", F.normalize(keys, dim=-1, eps=_EPS), F.normalize(memory, dim=-1, eps=_EPS)
+    )
     return torch.softmax(strength.unsqueeze(-1) * sim, dim=-1)
 
 
@@ -73,8 +74,9 @@ def least_used_weights(usage: Tensor, heads: int) -> Tensor:
     return F.one_hot(order, usage.shape[-1]).to(usage.dtype)
 
 
-def lru_write(memory: Tensor, usage: Tensor, prev_read_weights: Tensor, keys: Tensor,
-              gate: Tensor) -> tuple[Tensor, Tensor]:
+def lru_write(
+    memory: Tensor, usage: Tensor, prev_read_weights: Tensor, keys: Tensor, gate: Tensor
+) -> tuple[Tensor, Tensor]:
     """Least-recently-used write of `keys` (Santoro et al. 2016, eq. 7-8).
 
     memory `[B, N, W]`, usage `[B, N]` (of the previous step), prev_read_weights `[B, H, N]`,
@@ -98,12 +100,24 @@ class MemoryCore(nn.Module):
     The controller sees the input and the previous step's read vectors.
     """
 
-    def __init__(self, input_size: int, hidden_size: int = 128, slots: int = 128,
-                 width: int = 40, heads: int = 4, controller: Literal["lstm", "gru"] = "lstm",
-                 gamma: float = 0.95) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int = 128,
+        slots: int = 128,
+        width: int = 40,
+        heads: int = 4,
+        controller: Literal["lstm", "gru"] = "lstm",
+        gamma: float = 0.95,
+    ) -> None:
         super().__init__()
-        for name, v in (("input_size", input_size), ("hidden_size", hidden_size),
-                        ("slots", slots), ("width", width), ("heads", heads)):
+        for name, v in (
+            ("input_size", input_size),
+            ("hidden_size", hidden_size),
+            ("slots", slots),
+            ("width", width),
+            ("heads", heads),
+        ):
             if v < 1:
                 raise UsageError(f"MemoryCore {name} must be >= 1, got {v}")
         if heads > slots:
@@ -124,8 +138,12 @@ class MemoryCore(nn.Module):
     def output_size(self) -> int:
         return self.hidden_size + self.heads * self.width
 
-    def initial_state(self, batch_size: int, device: torch.device | str | None = None,
-                      dtype: torch.dtype | None = None) -> MemoryState:
+    def initial_state(
+        self,
+        batch_size: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> MemoryState:
         """The state at the start of a sequence (a trial): empty memory, zero usage."""
         p = self.interface.weight
         kw = {"device": device or p.device, "dtype": dtype or p.dtype}
@@ -145,8 +163,12 @@ class MemoryCore(nn.Module):
         Out of place (`torch.where`), so it is safe inside autograd and on shared tensors.
         """
         init = self.initial_state(mask.shape[0], mask.device, state.h.dtype)
-        return MemoryState(*(torch.where(mask.view(-1, *([1] * (s.dim() - 1))), i, s)
-                             for s, i in zip(state, init, strict=True)))
+        return MemoryState(
+            *(
+                torch.where(mask.view(-1, *([1] * (s.dim() - 1))), i, s)
+                for s, i in zip(state, init, strict=True)
+            )
+        )
 
     def forward(self, x: Tensor, state: MemoryState) -> tuple[Tensor, MemoryState]:
         b = x.shape[0]

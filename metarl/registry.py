@@ -30,7 +30,9 @@ LEARNERS: dict[str, str] = {
 
 def _resolve(table: dict[str, str], kind: Any, what: str) -> tuple[type, Any]:
     if kind not in table:
-        raise UsageError(f"{what}.kind {kind!r} is not known; choose one of {', '.join(sorted(table))}")
+        raise UsageError(
+            f"{what}.kind {kind!r} is not known; choose one of {', '.join(sorted(table))}"
+        )
     module, cls_name, fn_name = table[kind].split(":")
     mod = importlib.import_module(module)
     return getattr(mod, cls_name), getattr(mod, fn_name)

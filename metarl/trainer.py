@@ -35,7 +35,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("device cuda was asked for but no CUDA GPU is visible; use device=cpu or auto")
+        raise UsageError(
+            "device cuda was asked for but no CUDA GPU is visible; use device=cpu or auto"
+        )
     return torch.device(name)
 
 
@@ -56,9 +58,12 @@ class Run:
         return self.run_dir / "checkpoints" / "last.pt"
 
     def state(self) -> dict[str, Any]:
-        return {"iteration": self.iteration, "learner": self.learner.state_dict(),
-                "generators": {"train_tasks": self.generator.get_state()},
-                "config": to_dict(self.cfg)}
+        return {
+            "iteration": self.iteration,
+            "learner": self.learner.state_dict(),
+            "generators": {"train_tasks": self.generator.get_state()},
+            "config": to_dict(self.cfg),
+        }
 
     def save(self) -> None:
         save_checkpoint(self.state(), self.checkpoint_path)
@@ -71,8 +76,16 @@ class Run:
 
     def evaluate(self, split: str, num_tasks: int) -> dict[str, Any]:
         e = self.cfg.eval
-        return adaptation_curve(self.learner, self.distribution, split, num_tasks, e.max_budget,
-                                e.batch_tasks, self.cfg.seed, self.device)
+        return adaptation_curve(
+            self.learner,
+            self.distribution,
+            split,
+            num_tasks,
+            e.max_budget,
+            e.batch_tasks,
+            self.cfg.seed,
+            self.device,
+        )
 
 
 def build_run(cfg: RunConfig, run_dir: Path) -> Run:
@@ -80,8 +93,10 @@ def build_run(cfg: RunConfig, run_dir: Path) -> Run:
     distribution = registry.build_distribution(cfg, device)
     for split in ("train", cfg.eval.split, cfg.eval.final_split):
         if split not in distribution.splits:
-            raise UsageError(f"split {split!r} is not offered by task.kind "
-                             f"{cfg.task.get('kind')!r}; choose one of {', '.join(distribution.splits)}")
+            raise UsageError(
+                f"split {split!r} is not offered by task.kind "
+                f"{cfg.task.get('kind')!r}; choose one of {', '.join(distribution.splits)}"
+            )
     learner = registry.build_learner(cfg, distribution, device)
     generator = make_generator(cfg.seed, "train_tasks", device)
     return Run(cfg, run_dir, device, distribution, learner, generator)
@@ -95,8 +110,10 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path) -> bool:
         old = yaml.safe_load(config_file.read_text())
         diffs = diff_configs(old, new)
         if diffs:
-            raise UsageError(f"run directory {run_dir} holds a run with a different config "
-                             f"({'; '.join(diffs)}); pick another --run-dir or use the same config")
+            raise UsageError(
+                f"run directory {run_dir} holds a run with a different config "
+                f"({'; '.join(diffs)}); pick another --run-dir or use the same config"
+            )
         return (run_dir / "checkpoints" / "last.pt").exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     config_file.write_text(yaml.safe_dump(new, sort_keys=False))
@@ -107,7 +124,9 @@ def load_run(run_dir: Path) -> Run:
     """Rebuild a run from its directory (config.yaml and the last checkpoint)."""
     config_file = run_dir / "config.yaml"
     if not config_file.exists():
-        raise UsageError(f"{run_dir} is not a run directory (no config.yaml); give the folder `metarl train` wrote")
+        raise UsageError(
+            f"{run_dir} is not a run directory (no config.yaml); give the folder `metarl train` wrote"
+        )
     cfg = from_dict(RunConfig, yaml.safe_load(config_file.read_text()), "")
     registry.validate(cfg)
     run = build_run(cfg, run_dir)
@@ -120,15 +139,21 @@ def load_run(run_dir: Path) -> Run:
 def _check_finite(metrics: dict[str, float], step: int, run: Run) -> None:
     bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
     if bad:
-        kept = (f"the last good checkpoint {run.checkpoint_path} is intact"
-                if run.checkpoint_path.exists() else "no checkpoint had been written yet")
-        raise NonFiniteError(f"non-finite {', '.join(f'meta/{k}={v}' for k, v in bad.items())} at "
-                             f"iteration {step}; training stopped and {kept}; lower learner.outer_lr "
-                             f"or learner.inner_lr and run again")
+        kept = (
+            f"the last good checkpoint {run.checkpoint_path} is intact"
+            if run.checkpoint_path.exists()
+            else "no checkpoint had been written yet"
+        )
+        raise NonFiniteError(
+            f"non-finite {', '.join(f'meta/{k}={v}' for k, v in bad.items())} at "
+            f"iteration {step}; training stopped and {kept}; lower learner.outer_lr "
+            f"or learner.inner_lr and run again"
+        )
 
 
-def train(cfg: RunConfig, run_dir: Path, progress: bool | None = None,
-          final_eval: bool = True) -> dict[str, Any]:
+def train(
+    cfg: RunConfig, run_dir: Path, progress: bool | None = None, final_eval: bool = True
+) -> dict[str, Any]:
     """Meta-train (resuming from `run_dir` if it holds the same run); returns results.json."""
     resuming = prepare_run_dir(cfg, run_dir)
     run = build_run(cfg, run_dir)
@@ -137,8 +162,14 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool | None = None,
     t = cfg.train
     logger = RunLogger(run_dir, run.learner.metric, run.learner.budget_name)
     start, started = run.iteration, time.perf_counter()
-    bar = tqdm(total=t.iterations, initial=start, desc=cfg.name, unit="it", dynamic_ncols=True,
-               disable=(not progress) if progress is not None else None)
+    bar = tqdm(
+        total=t.iterations,
+        initial=start,
+        desc=cfg.name,
+        unit="it",
+        dynamic_ncols=True,
+        disable=(not progress) if progress is not None else None,
+    )
     try:
         while run.iteration < t.iterations:
             tasks = run.distribution.sample("train", t.num_tasks, run.generator)
@@ -159,30 +190,44 @@ def train(cfg: RunConfig, run_dir: Path, progress: bool | None = None,
             if step % t.checkpoint_interval == 0 or step == t.iterations or out_of_time:
                 run.save()
             if out_of_time:
-                bar.write(f"stopping at iteration {step}: train.max_minutes={t.max_minutes} reached")
+                bar.write(
+                    f"stopping at iteration {step}: train.max_minutes={t.max_minutes} reached"
+                )
                 break
     finally:
         bar.close()
     seconds = time.perf_counter() - started
-    results = {"name": cfg.name, "iterations": run.iteration, "train_seconds": seconds,
-               "iterations_per_second": (run.iteration - start) / seconds if seconds > 0 else 0.0}
+    results = {
+        "name": cfg.name,
+        "iterations": run.iteration,
+        "train_seconds": seconds,
+        "iterations_per_second": (run.iteration - start) / seconds if seconds > 0 else 0.0,
+    }
     if final_eval:
         results = final_evaluation(run, logger, extra=results)
     logger.close()
     return results
 
 
-def final_evaluation(run: Run, logger: RunLogger | None = None, split: str | None = None,
-                     num_tasks: int | None = None, extra: dict[str, Any] | None = None,
-                     ) -> dict[str, Any]:
+def final_evaluation(
+    run: Run,
+    logger: RunLogger | None = None,
+    split: str | None = None,
+    num_tasks: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Evaluate on the final split; write results.json and curves.png into the run dir."""
     e = run.cfg.eval
     curve = run.evaluate(split or e.final_split, num_tasks or e.final_num_tasks)
     if logger is not None:
         logger.curve(curve, run.iteration)
     b = min(run.learner.headline_budget, len(curve["mean"]) - 1)
-    results = {"name": run.cfg.name, "iteration": run.iteration, "curve": curve,
-               "headline": {"budget": b, "mean": curve["mean"][b], "ci95": curve["ci95"][b]}}
+    results = {
+        "name": run.cfg.name,
+        "iteration": run.iteration,
+        "curve": curve,
+        "headline": {"budget": b, "mean": curve["mean"][b], "ci95": curve["ci95"][b]},
+    }
     path = run.run_dir / "results.json"
     previous = json.loads(path.read_text()) if path.exists() else {}
     previous.update(extra or {})

@@ -39,10 +39,22 @@ class Episode:
     def task(self, i: int) -> Episode:
         """Task `i` alone, keeping a task axis of 1."""
         s = slice(i, i + 1)
-        return Episode(self.support_x[s], self.support_y[s], self.query_x[s], self.query_y[s],
-                       self.ways, self.shots)
+        return Episode(
+            self.support_x[s],
+            self.support_y[s],
+            self.query_x[s],
+            self.query_y[s],
+            self.ways,
+            self.shots,
+        )
 
     def chunk(self, start: int, stop: int) -> Episode:
         s = slice(start, stop)
-        return Episode(self.support_x[s], self.support_y[s], self.query_x[s], self.query_y[s],
-                       self.ways, self.shots)
+        return Episode(
+            self.support_x[s],
+            self.support_y[s],
+            self.query_x[s],
+            self.query_y[s],
+            self.ways,
+            self.shots,
+        )

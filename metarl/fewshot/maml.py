@@ -81,15 +81,22 @@ class MAML:
 
     def _adapt_task(self, ep: Episode, t: int, steps: int, first_order: bool) -> Params:
         loss_fn = self._support_loss(ep.support_x[t], ep.support_y[t])
-        return adapt(named_params(self.model), loss_fn, steps, self.step_sizes, first_order,
-                     self.adapt_keys)
+        return adapt(
+            named_params(self.model), loss_fn, steps, self.step_sizes, first_order, self.adapt_keys
+        )
 
     def _batched_forward(self, params: Params, x: Tensor) -> Tensor:
         """Per-task parameters `[T, ...]` applied to per-task inputs `[T, B, ...]`."""
         return torch.func.vmap(lambda p, xt: forward(self.model, p, xt))(params, x)
 
-    def _adapt_batched(self, tasks: Episode, steps: int, first_order: bool,
-                       params: Params | None = None, step_sizes=None):
+    def _adapt_batched(
+        self,
+        tasks: Episode,
+        steps: int,
+        first_order: bool,
+        params: Params | None = None,
+        step_sizes=None,
+    ):
         """All tasks at once: parameters expanded to `[T, ...]`, one inner loop for all.
 
         The support loss is the *sum* of the per-task losses, so its gradient with respect to
@@ -139,8 +146,9 @@ class MAML:
         loss_fn = self._support_loss(tasks.support_x[t], tasks.support_y[t])
         with torch.enable_grad():
             start = {k: v.detach().requires_grad_() for k, v in named_params(self.model).items()}
-            steps = adapt_iter(start, loss_fn, budget, self._detached_step_sizes(), True,
-                               self.adapt_keys)
+            steps = adapt_iter(
+                start, loss_fn, budget, self._detached_step_sizes(), True, self.adapt_keys
+            )
             return [{k: v.detach().requires_grad_() for k, v in p.items()} for p in steps]
 
     def _detached_step_sizes(self) -> dict[str, Tensor] | float:
@@ -150,21 +158,27 @@ class MAML:
 
     def evaluate(self, adapted: list[Params], tasks: Episode) -> Tensor:
         with torch.no_grad():
-            return torch.stack([
-                task_metric(self.loss_kind, forward(self.model, p, tasks.query_x[t]),
-                            tasks.query_y[t])
-                for t, p in enumerate(adapted)
-            ])
+            return torch.stack(
+                [
+                    task_metric(
+                        self.loss_kind, forward(self.model, p, tasks.query_x[t]), tasks.query_y[t]
+                    )
+                    for t, p in enumerate(adapted)
+                ]
+            )
 
     def adaptation_curve(self, tasks: Episode, max_budget: int) -> Tensor:
         """Query metric after 0..max_budget inner steps, one adaptation pass per task."""
         self.model.train()  # batch statistics of the task itself, as during meta-training
         if self.cfg.task_batching == "vmap":
             with torch.enable_grad():
-                start = {k: v.detach().requires_grad_() for k, v in named_params(self.model).items()}
+                start = {
+                    k: v.detach().requires_grad_() for k, v in named_params(self.model).items()
+                }
                 rows = []
-                for p in self._adapt_batched(tasks, max_budget, True, start,
-                                             self._detached_step_sizes()):
+                for p in self._adapt_batched(
+                    tasks, max_budget, True, start, self._detached_step_sizes()
+                ):
                     with torch.no_grad():
                         out = self._batched_forward(p, tasks.query_x)
                         rows.append(batched_metric(self.loss_kind, out, tasks.query_y))
@@ -173,11 +187,18 @@ class MAML:
         for t in range(tasks.num_tasks):
             per_step = self._adapt_eval(tasks, t, max_budget)
             with torch.no_grad():
-                cols.append(torch.stack([
-                    task_metric(self.loss_kind, forward(self.model, p, tasks.query_x[t]),
-                                tasks.query_y[t])
-                    for p in per_step
-                ]))
+                cols.append(
+                    torch.stack(
+                        [
+                            task_metric(
+                                self.loss_kind,
+                                forward(self.model, p, tasks.query_x[t]),
+                                tasks.query_y[t],
+                            )
+                            for p in per_step
+                        ]
+                    )
+                )
         return torch.stack(cols, dim=1)
 
     def state_dict(self) -> dict[str, Any]:
@@ -199,12 +220,16 @@ def build_maml(cfg: MAMLConfig, distribution: Any, device: torch.device, seed: i
     shape = tuple(distribution.input_shape)
     backbone = cfg.backbone if cfg.backbone != "auto" else ("conv4" if len(shape) == 3 else "mlp")
     if backbone == "conv4" and len(shape) != 3:
-        raise UsageError(f"learner.backbone conv4 needs image tasks [C, H, W]; this task's inputs are {list(shape)}: use backbone mlp")
+        raise UsageError(
+            f"learner.backbone conv4 needs image tasks [C, H, W]; this task's inputs are {list(shape)}: use backbone mlp"
+        )
     if cfg.adapt_steps < 0 or cfg.eval_adapt_steps < 0:
         raise UsageError("learner.adapt_steps and learner.eval_adapt_steps must be >= 0")
     if cfg.task_batching == "vmap" and backbone == "conv4":
-        raise UsageError("learner.task_batching vmap is exact only for models without batch norm "
-                         "(its second-order gradients through BatchNorm2d are wrong): use loop for conv4")
+        raise UsageError(
+            "learner.task_batching vmap is exact only for models without batch norm "
+            "(its second-order gradients through BatchNorm2d are wrong): use loop for conv4"
+        )
     out_dim = distribution.ways if distribution.loss == "cross_entropy" else 1
     with seeded(seed, "model"):
         if backbone == "conv4":

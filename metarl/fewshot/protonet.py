@@ -64,7 +64,7 @@ class ProtoNet:
         """Support `[K*N, D]` and query `[Q*N, D]` embeddings of task t, normalised together."""
         x = torch.cat([tasks.support_x[t], tasks.query_x[t]])
         z = self.encoder(x)
-        return z[: tasks.support_x.shape[1]], z[tasks.support_x.shape[1]:]
+        return z[: tasks.support_x.shape[1]], z[tasks.support_x.shape[1] :]
 
     def _logits(self, tasks: Episode, t: int, shots: int) -> Tensor:
         support, query = self._embed(tasks, t)
@@ -85,8 +85,11 @@ class ProtoNet:
             acc_sum += (logits.argmax(-1) == tasks.query_y[t]).float().mean().item()
         self.optimizer.step()
         self.scheduler.step()
-        return {"loss": loss_sum / n, "accuracy": acc_sum / n,
-                "lr": self.scheduler.get_last_lr()[0]}
+        return {
+            "loss": loss_sum / n,
+            "accuracy": acc_sum / n,
+            "lr": self.scheduler.get_last_lr()[0],
+        }
 
     def adapt(self, tasks: Episode, budget: int) -> Tensor:
         """Query logits `[T, Q*N, N]` from prototypes of the first `budget` shots."""
@@ -114,13 +117,18 @@ class ProtoNet:
                 support, query = self._embed(tasks, t)
                 for k in range(1, budgets + 1):
                     n = k * tasks.ways
-                    logits = proto_logits(query, prototypes(support[:n], tasks.support_y[t, :n], tasks.ways))
+                    logits = proto_logits(
+                        query, prototypes(support[:n], tasks.support_y[t, :n], tasks.ways)
+                    )
                     rows[k, t] = (logits.argmax(-1) == tasks.query_y[t]).float().mean()
         return rows
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.encoder.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict()}
+        return {
+            "model": self.encoder.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.encoder.load_state_dict(state["model"])
@@ -128,10 +136,14 @@ class ProtoNet:
         self.scheduler.load_state_dict(state["scheduler"])
 
 
-def build_protonet(cfg: ProtoNetConfig, distribution: Any, device: torch.device, seed: int) -> ProtoNet:
+def build_protonet(
+    cfg: ProtoNetConfig, distribution: Any, device: torch.device, seed: int
+) -> ProtoNet:
     shape = tuple(distribution.input_shape)
     if getattr(distribution, "loss", "cross_entropy") != "cross_entropy" or len(shape) != 3:
-        raise UsageError("learner.kind protonet needs an image classification task (omniglot or image_folder)")
+        raise UsageError(
+            "learner.kind protonet needs an image classification task (omniglot or image_folder)"
+        )
     with seeded(seed, "model"):
         encoder = conv4(shape[0], cfg.hidden)
     learner = ProtoNet(cfg, encoder, device)

@@ -49,10 +49,15 @@ class SinusoidDistribution:
         self.amplitude = tuple(cfg.amplitude or (0.1, 5.0))
         self.phase = tuple(cfg.phase or (0.0, math.pi))
         self.x_range = tuple(cfg.x_range or (-5.0, 5.0))
-        for name, (lo, hi) in (("amplitude", self.amplitude), ("phase", self.phase),
-                               ("x_range", self.x_range)):
+        for name, (lo, hi) in (
+            ("amplitude", self.amplitude),
+            ("phase", self.phase),
+            ("x_range", self.x_range),
+        ):
             if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
-                raise UsageError(f"task.{name} must be [low, high] with finite low <= high, got {[lo, hi]}")
+                raise UsageError(
+                    f"task.{name} must be [low, high] with finite low <= high, got {[lo, hi]}"
+                )
         if self.shots < 1 or self.queries < 1:
             raise UsageError("task.shots and task.queries must be >= 1")
 
@@ -61,8 +66,10 @@ class SinusoidDistribution:
         return lo + (hi - lo) * torch.rand(shape, generator=g, device=self.device)
 
     def sample_tasks(self, num_tasks: int, generator: torch.Generator) -> SinusoidTasks:
-        return SinusoidTasks(self._uniform((num_tasks,), self.amplitude, generator),
-                             self._uniform((num_tasks,), self.phase, generator))
+        return SinusoidTasks(
+            self._uniform((num_tasks,), self.amplitude, generator),
+            self._uniform((num_tasks,), self.phase, generator),
+        )
 
     def sample(self, split: str, num_tasks: int, generator: torch.Generator) -> Episode:
         """Support `[T, K, 1]` and query `[T, Q, 1]` points of `num_tasks` random sinusoids."""
