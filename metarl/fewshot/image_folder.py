@@ -45,7 +45,9 @@ def _visible_dirs(path: Path) -> list[Path]:
 def _class_dirs(parent: Path) -> list[Path]:
     dirs = _visible_dirs(parent)
     if not dirs:
-        raise DataError(f"{parent} has no class folders; lay the data out as {parent}/<class>/<image>.png")
+        raise DataError(
+            f"{parent} has no class folders; lay the data out as {parent}/<class>/<image>.png"
+        )
     return dirs
 
 
@@ -55,18 +57,28 @@ def _load_image(path: Path, mode: str, image_size: int) -> np.ndarray:
             img = img.convert(mode).resize((image_size, image_size), Image.Resampling.BILINEAR)
             arr = np.asarray(img, dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise DataError(f"{path} is not a readable image ({type(exc).__name__}); remove or replace it") from None
+        raise DataError(
+            f"{path} is not a readable image ({type(exc).__name__}); remove or replace it"
+        ) from None
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # [C, S, S]
 
 
 def _load_class(folder: Path, mode: str, image_size: int) -> np.ndarray:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
     if not files:
-        raise DataError(f"class folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)}); add some or remove it")
+        raise DataError(
+            f"class folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)}); add some or remove it"
+        )
     return np.stack([_load_image(p, mode, image_size) for p in files])  # [n, C, S, S]
 
 
-def split_by_fractions(num_classes: int, val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[int]]:
+def split_by_fractions(
+    num_classes: int, val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, list[int]]:
     """Deterministic split of classes `0..num_classes-1` (in sorted-name order) by fractions.
 
     A `torch.Generator` seeded with `seed` shuffles the classes; the first `round(test_fraction
@@ -102,7 +114,9 @@ def load_image_folder(
     """Load every class of `root` (see the module docstring) as uint8 `[P, D, C, S, S]`."""
     root = Path(root).expanduser()
     if str(root) in ("", ".") or not root.is_dir():
-        raise DataError(f"image folder {str(root)!r} is not a folder; set task.root to a folder laid out as <root>/<class>/<image>.png")
+        raise DataError(
+            f"image folder {str(root)!r} is not a folder; set task.root to a folder laid out as <root>/<class>/<image>.png"
+        )
     if channels not in (1, 3):
         raise UsageError(f"channels={channels} must be 1 (grayscale) or 3 (RGB)")
     if not isinstance(image_size, int) or image_size < 1:
@@ -113,7 +127,9 @@ def load_image_folder(
     if present:
         missing = [d for d in SPLIT_DIRS if d not in present]
         if missing:
-            raise DataError(f"{root} has {', '.join(present)}/ but no {', '.join(missing)}/; add the missing split folders or lay the classes out directly under {root}")
+            raise DataError(
+                f"{root} has {', '.join(present)}/ but no {', '.join(missing)}/; add the missing split folders or lay the classes out directly under {root}"
+            )
         dirs = {split: _class_dirs(root / split) for split in SPLIT_DIRS}
         folders = [d for split in SPLIT_DIRS for d in dirs[split]]
         splits, start = {}, 0
@@ -122,9 +138,11 @@ def load_image_folder(
             start += len(dirs[split])
     else:
         folders = _class_dirs(root)
-        splits = split_by_fractions(len(folders), val_fraction, test_fraction, split_seed)
+        splits = {}
 
     arrays = [_load_class(folder, mode, image_size) for folder in folders]
+    if not splits:
+        splits = split_by_fractions(len(folders), val_fraction, test_fraction, split_seed)
     largest = max(a.shape[0] for a in arrays)
     images = np.zeros((len(arrays), largest, channels, image_size, image_size), dtype=np.uint8)
     for p, a in enumerate(arrays):

@@ -143,7 +143,9 @@ def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
     else:
         path, what = default_data_dir(), "default folder"
     if not path.is_dir():
-        raise DataError(f"Omniglot data not found: {path} ({what}) is not a folder; {_how_to_get(path)}")
+        raise DataError(
+            f"Omniglot data not found: {path} ({what}) is not a folder; {_how_to_get(path)}"
+        )
     return path
 
 
@@ -191,7 +193,9 @@ def read_alphabets(root: Path) -> list[tuple[str, str, int, int]]:
         raise _corrupt(path, exc) from None
 
 
-def read_npz(path: Path, which: str, alphabets: list[tuple[str, str, int, int]]) -> tuple[np.ndarray, list[str]]:
+def read_npz(
+    path: Path, which: str, alphabets: list[tuple[str, str, int, int]]
+) -> tuple[np.ndarray, list[str]]:
     """Set `which` from the offline arrays: (ink `bool [n, 20, 105, 105]`, names `[n]`)."""
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -211,8 +215,10 @@ def read_npz(path: Path, which: str, alphabets: list[tuple[str, str, int, int]])
             if 0 <= cid - first_id < len(names):
                 names[cid - first_id] = f"{alphabet}/character{cid - first + 1:02d}"
     if "" in names:
-        raise DataError(f"{path.parent / 'alphabets.csv'} does not name every row of {path}; restore it")
-    return ~white, names
+        raise DataError(
+            f"{path.parent / 'alphabets.csv'} does not name every row of {path}; restore it"
+        )
+    return np.logical_not(white, out=white), names  # in place: no second 200 MB array
 
 
 def _junk(name: str) -> bool:
@@ -245,15 +251,21 @@ def read_official(source: Path) -> tuple[np.ndarray, list[str], list[int]]:
     for rel, data in _entries(source):
         m = _PNG.search(rel)
         if m is None:
-            raise DataError(f"{source}: {rel} is not <Alphabet>/characterNN/<id>_<NN>.png; use the official release")
+            raise DataError(
+                f"{source}: {rel} is not <Alphabet>/characterNN/<id>_<NN>.png; use the official release"
+            )
         alphabet, char, cid, drawing = m.group(1), m.group(2), int(m.group(3)), int(m.group(4))
         try:
             with Image.open(io.BytesIO(data)) as img:
                 white = np.asarray(img.convert("L")) >= 128
         except (OSError, UnidentifiedImageError, ValueError) as exc:
-            raise DataError(f"{source}: {rel} is not a readable PNG ({type(exc).__name__}); get the data again") from None
+            raise DataError(
+                f"{source}: {rel} is not a readable PNG ({type(exc).__name__}); get the data again"
+            ) from None
         if white.shape != (RAW_SIZE, RAW_SIZE):
-            raise DataError(f"{source}: {rel} is {white.shape[1]}x{white.shape[0]}, expected 105x105")
+            raise DataError(
+                f"{source}: {rel} is {white.shape[1]}x{white.shape[0]}, expected 105x105"
+            )
         chars.setdefault(cid, (f"{alphabet}/{char}", {}))[1][drawing] = ~white
     if not chars:
         raise DataError(f"{source} holds no Omniglot PNGs; {_how_to_get(source.parent)}")
@@ -262,7 +274,9 @@ def read_official(source: Path) -> tuple[np.ndarray, list[str], list[int]]:
     for r, cid in enumerate(ids):
         name, drawings = chars[cid]
         if sorted(drawings) != list(range(1, NUM_DRAWINGS + 1)):
-            raise DataError(f"{source}: {name} has drawings {sorted(drawings)}, expected 1..20; get the data again")
+            raise DataError(
+                f"{source}: {name} has drawings {sorted(drawings)}, expected 1..20; get the data again"
+            )
         images[r] = np.stack([drawings[d] for d in range(1, NUM_DRAWINGS + 1)])
     return images, [chars[cid][0] for cid in ids], ids
 
@@ -275,7 +289,9 @@ def resize_ink(ink: np.ndarray, image_size: int, chunk: int = 4096) -> torch.Ten
         return flat.float().reshape(*lead, RAW_SIZE, RAW_SIZE)
     out = torch.empty(flat.shape[0], 1, image_size, image_size)
     for i in range(0, flat.shape[0], chunk):
-        out[i : i + chunk] = F.interpolate(flat[i : i + chunk].float(), size=(image_size, image_size), mode="area")
+        out[i : i + chunk] = F.interpolate(
+            flat[i : i + chunk].float(), size=(image_size, image_size), mode="area"
+        )
     return out.reshape(*lead, image_size, image_size)
 
 
@@ -311,19 +327,28 @@ def _read_cache(path: Path) -> OmniglotData | None:
 
 def _write_cache(path: Path, data: OmniglotData) -> None:
     """Atomic write (temp file then rename), so parallel loaders never see half a file."""
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(
-                f,
-                images=data.images.numpy(),
-                names=np.array(data.names),
-                num_background=np.int64(data.num_background),
-            )
+        arrays = {
+            "images": data.images.numpy(),
+            "names": np.array(data.names),
+            "num_background": np.array(data.num_background, dtype=np.int64),
+        }
+        # An .npz written at zlib level 1: 3x faster to write than np.savez_compressed, as
+        # fast to read, 7.7 MB instead of 5.6 MB at S=28 (float32 would be 100 MB raw).
+        with (
+            os.fdopen(fd, "wb") as f,
+            zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf,
+        ):
+            for key, value in arrays.items():
+                with zf.open(f"{key}.npy", "w", force_zip64=True) as out:
+                    np.lib.format.write_array(out, value, allow_pickle=False)
         os.replace(tmp, path)
     except OSError:
-        pass  # a read-only cache only costs time
+        if tmp is not None:  # a read-only or full cache only costs time
+            Path(tmp).unlink(missing_ok=True)
 
 
 def load_omniglot(
@@ -338,7 +363,9 @@ def load_omniglot(
     `<cache_root()>/omniglot-resized`). Cold load: a few seconds; cached: under a second.
     """
     if not isinstance(image_size, int) or not 1 <= image_size <= RAW_SIZE:
-        raise UsageError(f"image_size={image_size!r} must be an integer in 1..105 (28 is the convention)")
+        raise UsageError(
+            f"image_size={image_size!r} must be an integer in 1..105 (28 is the convention)"
+        )
     root = resolve_data_dir(data_dir)
     sources = [find_source(root, which) for which in SETS]
     needs_csv = any(s.suffix == ".npz" for s in sources)
@@ -346,13 +373,15 @@ def load_omniglot(
     cache_file = None
     if use_cache:
         cache = Path(cache_dir) if cache_dir is not None else cache_root() / "omniglot-resized"
-        cache_file = cache / f"omniglot_{_fingerprint(fingerprint_paths, image_size)}_{image_size}.npz"
+        cache_file = (
+            cache / f"omniglot_{_fingerprint(fingerprint_paths, image_size)}_{image_size}.npz"
+        )
         if cache_file.is_file() and (cached := _read_cache(cache_file)) is not None:
             return dataclasses.replace(cached, root=root)
 
     alphabets = read_alphabets(root) if needs_csv else []
     parts, names = [], []
-    for which, source in zip(SETS, sources):
+    for which, source in zip(SETS, sources, strict=True):
         if source.suffix == ".npz":
             ink, set_names = read_npz(source, which, alphabets)
         else:
@@ -382,7 +411,9 @@ def _read_split_file(path: Path, rows: dict[str, int]) -> list[tuple[int, int]]:
             continue
         char, _, rot = line.rpartition("/")
         if char not in rows or rot not in ("rot000", "rot090", "rot180", "rot270"):
-            raise DataError(f"{path} line {i}: {line!r} is not Alphabet/characterNN/rotDDD of Omniglot; fix or delete the file")
+            raise DataError(
+                f"{path} line {i}: {line!r} is not Alphabet/characterNN/rotDDD of Omniglot; fix or delete the file"
+            )
         out.append((rows[char], int(rot[3:]) // 90))
     return out
 
@@ -409,21 +440,33 @@ def split_classes(
     turns is `torch.rot90(x, k, dims=(-2, -1))` (counter-clockwise, like the `rotDDD` names).
     """
     if split not in ("train", "val", "test", "trainval"):
-        raise UsageError(f"unknown Omniglot split {split!r}; choose one of train, val, test, trainval")
-    parts = {"train": ("train",), "val": ("val",), "test": ("test",), "trainval": ("train", "val")}[split]
+        raise UsageError(
+            f"unknown Omniglot split {split!r}; choose one of train, val, test, trainval"
+        )
+    parts = {"train": ("train",), "val": ("val",), "test": ("test",), "trainval": ("train", "val")}[
+        split
+    ]
     if kind == "vinyals":
         file = data.root / "splits" / "vinyals" / f"{split}.txt" if data.root else None
         if file is not None and file.is_file():
             classes = _read_split_file(file, data.row_of())
         else:
-            classes = [(r, k) for r, name in enumerate(data.names) if _vinyals_part(name) in parts for k in range(4)]
+            classes = [
+                (r, k)
+                for r, name in enumerate(data.names)
+                if _vinyals_part(name) in parts
+                for k in range(4)
+            ]
         classes = sorted(set(classes))
         return torch.tensor([c[0] for c in classes]), torch.tensor([c[1] for c in classes])
     if kind == "lake":
+
         def lake_part(r: int) -> str:
             if r >= data.num_background:
                 return "test"
             return "val" if data.names[r].split("/")[0] in VINYALS_VAL_ALPHABETS else "train"
 
-        return torch.tensor([r for r in range(len(data.names)) if lake_part(r) in parts], dtype=torch.long), None
+        return torch.tensor(
+            [r for r in range(len(data.names)) if lake_part(r) in parts], dtype=torch.long
+        ), None
     raise UsageError(f"unknown Omniglot split kind {kind!r}; choose vinyals or lake")

