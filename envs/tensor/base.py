@@ -1,0 +1,447 @@
+"""Shared machinery of the batched tensor environments.
+
+Every family (bandit, tabular MDP, 2-D navigation, gridworld games, CartPole, Pendulum) has
+three pieces built on this module:
+
+- a frozen dataclass of task tensors with a leading task axis `T` (`TaskBatch`);
+- a batched env (`TensorVectorEnv`, a `gymnasium.vector.VectorEnv`) holding `N = T * E` copies
+  in torch tensors on any device; copy `n` plays task `n // E`;
+- a single-env view (`SingleEnvView`, a `gymnasium.Env`, numpy in/out) that *is* the batched
+  env with one copy, so both run the same dynamics code.
+
+Contract shared by all families
+-------------------------------
+- `reset(seed=None, options=None)` returns `(obs, {})`; `obs` is a torch tensor `[N, *obs_shape]`
+  on the env's device. `options` may only hold `"tasks"`: a task batch with exactly `num_tasks`
+  tasks (task `i` owns copies `i*E .. (i+1)*E - 1`). Without `"tasks"`, the env samples tasks
+  from the family's `"train"` split with its own `torch.Generator` on the first reset and on
+  every seeded reset, and keeps its current tasks on an unseeded reset. A trial boundary (new
+  task) is therefore always a reset chosen by the caller; no step ever changes the task.
+- `step(actions)` takes a tensor (or array) `[N, *action_shape]` and returns torch tensors
+  `obs [N, ...]`, `reward [N]` float32, `terminated [N]` bool, `truncated [N]` bool and an info
+  dict. `terminated` marks an absorbing state (goal reached, pole fallen); `truncated` marks the
+  end of the fixed horizon (Gymnasium's time-limit convention). An episode ends at
+  `terminated | truncated`.
+- Autoreset is **same-step** (`AutoresetMode.SAME_STEP`, `metadata["autoreset_mode"]`): a copy
+  whose episode ends at this step is reset inside the same call, to the same task; the returned
+  `obs` row is the first observation of its next episode and the last observation of the
+  finished episode is in `info["final_obs"]` (`[N, ...]`, meaningful where
+  `info["_final_obs"]`, a `[N]` bool mask, is true). With `autoreset=False` (used by the
+  single-env view) finished copies are left as they are until the caller resets.
+- Randomness: each copy draws its noise from a counter-based stream keyed by
+  `(seed + copy index, per-copy counter)`. `reset(seed=s)` seeds copy `n` with `s + n` (the same
+  rule as Gymnasium's `SyncVectorEnv`), so the batched env equals a loop of single envs seeded
+  `s, s+1, ...` number for number, on CPU and CUDA alike. Tasks are sampled with a
+  `torch.Generator` owned by the env and seeded by `reset(seed=...)`.
+- Bad input raises `metarl.errors.UsageError` with one line naming the parameter and its valid
+  range: unknown options, tasks of the wrong type or count, out-of-range task parameters,
+  actions of the wrong shape, NaN actions, discrete actions outside `[0, n)`. Box actions
+  outside the space are clipped (the documented behaviour of every continuous family).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, ClassVar, TypeVar
+
+import gymnasium
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from metarl.contracts import SPLITS, check_split
+from metarl.errors import UsageError
+
+_M32 = 0xFFFFFFFF
+_TaskT = TypeVar("_TaskT", bound="TaskBatch")
+
+
+# ---------------------------------------------------------------------------------------------
+# Counter-based random numbers: pure integer arithmetic on int64 tensors, so the numbers are
+# identical on every device and for every batch size. All products stay below 2**63.
+# ---------------------------------------------------------------------------------------------
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash (xor-shift-multiply); input and output in `[0, 2**32)`."""
+    x = x & _M32
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & _M32
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & _M32
+    return (x >> 16) ^ x
+
+
+def hash_keys(keys: torch.Tensor) -> torch.Tensor:
+    """Per-copy stream keys `[N]` int64 (seed + copy index) -> hashed keys `[N]`."""
+    return _mix32((keys & _M32) ^ _mix32(((keys >> 32) & 0x7FFFFFFF) + 0x3C6EF372))
+
+
+def random_bits(
+    key_hash: torch.Tensor, counter: torch.Tensor, stream: int, num: int
+) -> torch.Tensor:
+    """Random 32-bit integers `[N, num]` for copies with hashed keys `[N]` at counters `[N]`.
+
+    `stream` separates draws made at the same counter (0: step noise, 1: reset noise).
+    """
+    c = ((counter & 0x7FFFFFFF) * 0x7FEB352D + stream * 0x68E31DA4) & _M32
+    h = _mix32(key_hash ^ _mix32(c))
+    j = torch.arange(num, device=key_hash.device, dtype=torch.int64) * 0x27D4EB2F
+    return _mix32(h[:, None] + j[None, :])
+
+
+def uniform(
+    key_hash: torch.Tensor,
+    counter: torch.Tensor,
+    stream: int,
+    num: int,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Uniform numbers in `[0, 1)`, shape `[N, num]` (24 bits for float32, 32 for float64)."""
+    bits = random_bits(key_hash, counter, stream, num)
+    if dtype == torch.float64:
+        return bits.to(torch.float64) * (1.0 / 4294967296.0)
+    return (bits >> 8).to(dtype) * (1.0 / 16777216.0)
+
+
+def normal_from_uniform(u1: torch.Tensor, u2: torch.Tensor) -> torch.Tensor:
+    """Box-Muller: two uniforms in `[0, 1)` -> one standard normal of the same shape."""
+    return torch.sqrt(-2.0 * torch.log1p(-u1)) * torch.cos((2.0 * math.pi) * u2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tasks are data.
+# ---------------------------------------------------------------------------------------------
+class TaskBatch:
+    """Mixin for frozen dataclasses whose fields are tensors with a leading task axis `T`."""
+
+    @property
+    def num_tasks(self) -> int:
+        first = dataclasses.fields(self)[0].name  # type: ignore[arg-type]
+        return int(getattr(self, first).shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        first = dataclasses.fields(self)[0].name  # type: ignore[arg-type]
+        return getattr(self, first).device
+
+    def to(self: _TaskT, device: torch.device | str) -> _TaskT:
+        """The same tasks with every tensor on `device`."""
+        values = {f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        return dataclasses.replace(self, **values)  # type: ignore[type-var]
+
+    def select(self: _TaskT, index: int | slice | torch.Tensor) -> _TaskT:
+        """A sub-batch: an int keeps the task axis (`T = 1`), a slice or index tensor selects."""
+        if isinstance(index, int):
+            index = slice(index, index + 1)
+        values = {f.name: getattr(self, f.name)[index] for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        return dataclasses.replace(self, **values)  # type: ignore[type-var]
+
+
+def check_task_tensor(
+    name: str, value: Any, shape: tuple[int | None, ...], floating: bool = True
+) -> None:
+    """Check a task field is a tensor of `shape` (None: any size >= 1) with the right dtype."""
+    if not isinstance(value, torch.Tensor):
+        raise UsageError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
+    ok = value.dim() == len(shape) and all(
+        (s is None and d >= 1) or s == d for s, d in zip(shape, value.shape, strict=False)
+    )
+    if not ok:
+        want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
+        raise UsageError(f"{name}: expected shape {want} (T >= 1), got {list(value.shape)}")
+    if floating != value.dtype.is_floating_point:
+        kind = "a floating" if floating else "an integer"
+        raise UsageError(f"{name}: expected {kind} dtype, got {value.dtype}")
+
+
+def check_in_range(
+    name: str, value: torch.Tensor, low: float, high: float, low_open: bool = False
+) -> None:
+    """Raise unless every entry is finite and inside `[low, high]` (or `(low, high]`)."""
+    above = value > low if low_open else value >= low
+    if not bool((above & (value <= high)).all()):
+        bracket = "(" if low_open else "["
+        bad = value[~(above & (value <= high))].flatten()[0].item()
+        raise UsageError(f"{name}: each value must lie in {bracket}{low}, {high}], got {bad}")
+
+
+def check_sample_args(split: str, num_tasks: int, generator: Any) -> None:
+    check_split(split, SPLITS)
+    if not isinstance(num_tasks, int) or isinstance(num_tasks, bool) or num_tasks < 1:
+        raise UsageError(f"num_tasks: must be an integer >= 1, got {num_tasks!r}")
+    if not isinstance(generator, torch.Generator):
+        raise UsageError(f"generator: expected a torch.Generator, got {type(generator).__name__}")
+
+
+def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise UsageError(f"{name}: must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def check_positive_float(name: str, value: Any, minimum: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > minimum:
+        raise UsageError(f"{name}: must be a number > {minimum}, got {value!r}")
+    if not math.isfinite(value):
+        raise UsageError(f"{name}: must be finite, got {value!r}")
+    return float(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The batched env.
+# ---------------------------------------------------------------------------------------------
+class TensorVectorEnv(VectorEnv):
+    """Base of the batched tensor envs; see the module docstring for the shared contract.
+
+    Subclasses set `task_type`, build `self.distribution` and the single spaces, then implement
+    `_set_tasks(tasks)`, `_reset_envs(mask) -> obs [N, ...]` and
+    `_step(actions) -> (obs, reward, terminated, truncated)`. Noise for copy `n` comes from
+    `self._uniform(stream, num)`; `_step` uses stream 0 and `_reset_envs` stream 1, and the base
+    class advances each copy's counter after every step and every reset of that copy.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {
+        "autoreset_mode": AutoresetMode.SAME_STEP,
+        "render_modes": [],
+    }
+    task_type: ClassVar[type]
+
+    def __init__(
+        self,
+        num_envs: int,
+        envs_per_task: int,
+        device: torch.device | str,
+        autoreset: bool,
+        check_actions: bool,
+        distribution: Any,
+        single_observation_space: spaces.Space,
+        single_action_space: spaces.Space,
+    ) -> None:
+        self.num_envs = check_positive_int("num_envs", num_envs)
+        self.envs_per_task = check_positive_int("envs_per_task", envs_per_task)
+        if num_envs % envs_per_task:
+            raise UsageError(
+                f"num_envs: must be a multiple of envs_per_task={envs_per_task}, got {num_envs}"
+            )
+        self.num_tasks = num_envs // envs_per_task
+        self.device = torch.device(device)
+        self.autoreset = bool(autoreset)
+        self.check_actions = bool(check_actions)
+        self.distribution = distribution
+        mode = AutoresetMode.SAME_STEP if self.autoreset else AutoresetMode.DISABLED
+        self.metadata = {**type(self).metadata, "autoreset_mode": mode}
+        self.single_observation_space = single_observation_space
+        self.single_action_space = single_action_space
+        self.observation_space = batch_space(single_observation_space, num_envs)
+        self.action_space = batch_space(single_action_space, num_envs)
+        self.tasks: Any = None
+        self.task_generator = torch.Generator()  # CPU: the same tasks on every device
+        self.task_id = torch.arange(num_envs, device=self.device) // envs_per_task  # [N]
+        self._key_hash: torch.Tensor | None = None
+        self._counter = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
+        if isinstance(single_action_space, spaces.Box):
+            self._act_low = torch.as_tensor(single_action_space.low, device=self.device)
+            self._act_high = torch.as_tensor(single_action_space.high, device=self.device)
+
+    # -- subclass hooks ------------------------------------------------------------------------
+    def _set_tasks(self, tasks: Any) -> None:
+        raise NotImplementedError
+
+    def _reset_envs(self, mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _step(
+        self, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    # -- helpers for subclasses ----------------------------------------------------------------
+    def _uniform(self, stream: int, num: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """`[N, num]` uniforms from each copy's stream at its current counter."""
+        assert self._key_hash is not None
+        return uniform(self._key_hash, self._counter, stream, num, dtype)
+
+    # -- Gymnasium API -------------------------------------------------------------------------
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Reset every copy. Returns `obs [N, *obs_shape]` (torch, on `device`) and `{}`."""
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+            raise UsageError(f"seed: must be an integer >= 0 or None, got {seed!r}")
+        super().reset(seed=seed)
+        options = {} if options is None else options
+        if not isinstance(options, dict):
+            raise UsageError(f"options: expected a dict or None, got {type(options).__name__}")
+        unknown = sorted(set(options) - {"tasks"})
+        if unknown:
+            raise UsageError(f"options: unknown key(s) {unknown}; the only valid option is 'tasks'")
+        if seed is None and self._key_hash is None:
+            seed = int(torch.Generator().seed() % (2**62))  # unseeded first reset: fresh entropy
+        if seed is not None:
+            self.task_generator.manual_seed(seed)
+            keys = seed + torch.arange(self.num_envs, dtype=torch.int64, device=self.device)
+            self._key_hash = hash_keys(keys)
+            self._counter.zero_()
+        if "tasks" in options:
+            tasks = options["tasks"]
+            if not isinstance(tasks, self.task_type):
+                raise UsageError(
+                    f"options['tasks']: expected a {self.task_type.__name__}, got {type(tasks).__name__}"
+                )
+            if tasks.num_tasks != self.num_tasks:
+                raise UsageError(
+                    f"options['tasks']: expected {self.num_tasks} tasks (num_envs / envs_per_task), "
+                    f"got {tasks.num_tasks}"
+                )
+            self._check_env_tasks(tasks)
+            self.tasks = tasks.to(self.device)
+            self._set_tasks(self.tasks)
+        elif self.tasks is None or seed is not None:
+            self.tasks = self.distribution.sample("train", self.num_tasks, self.task_generator)
+            self.tasks = self.tasks.to(self.device)
+            self._set_tasks(self.tasks)
+        mask = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        obs = self._reset_envs(mask)
+        self._counter += 1
+        return obs, {}
+
+    def _check_env_tasks(self, tasks: Any) -> None:
+        """Hook: reject tasks that do not fit this env's fixed sizes (e.g. number of arms)."""
+
+    def step(
+        self, actions: Any
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """Step every copy once. Shapes: actions `[N, *action_shape]` -> obs `[N, ...]`,
+        reward `[N]`, terminated `[N]`, truncated `[N]`; info holds `final_obs`/`_final_obs`
+        when autoreset is on."""
+        if self.tasks is None:
+            raise UsageError("step() called before reset(); call reset() first")
+        actions = self._check_actions(actions)
+        obs, reward, terminated, truncated = self._step(actions)
+        self._counter += 1
+        if not self.autoreset:
+            return obs, reward, terminated, truncated, {}
+        done = terminated | truncated
+        final_obs = obs
+        obs = self._reset_envs(done)  # rows not done are recomputed from unchanged state
+        self._counter += done.to(torch.int64)
+        return obs, reward, terminated, truncated, {"final_obs": final_obs, "_final_obs": done}
+
+    def _check_actions(self, actions: Any) -> torch.Tensor:
+        space = self.single_action_space
+        try:
+            a = torch.as_tensor(actions, device=self.device)
+        except (TypeError, ValueError, RuntimeError):
+            raise UsageError(
+                f"actions: expected a tensor or array, got {type(actions).__name__}"
+            ) from None
+        want = (self.num_envs, *space.shape)
+        if tuple(a.shape) != want:
+            raise UsageError(
+                f"actions: expected shape {list(want)} ([num_envs, ...]), got {list(a.shape)}"
+            )
+        if isinstance(space, spaces.Discrete):
+            if a.dtype.is_floating_point or a.dtype.is_complex or a.dtype == torch.bool:
+                raise UsageError(
+                    f"actions: expected integers in [0, {int(space.n) - 1}], got dtype {a.dtype}"
+                )
+            a = a.to(torch.int64)
+            if self.check_actions and bool(((a < 0) | (a >= int(space.n))).any()):
+                bad = a[(a < 0) | (a >= int(space.n))][0].item()
+                raise UsageError(
+                    f"actions: each must be an integer in [0, {int(space.n) - 1}], got {bad}"
+                )
+            return a
+        # Box: NaN is rejected, anything else outside the space is clipped.
+        if a.dtype.is_complex or a.dtype == torch.bool:
+            raise UsageError(f"actions: expected real numbers, got dtype {a.dtype}")
+        a = a.to(self._act_low.dtype)
+        if self.check_actions and bool(torch.isnan(a).any()):
+            raise UsageError(
+                f"actions: NaN is not allowed; valid range [{space.low.min()}, {space.high.max()}] (clipped)"
+            )
+        return torch.clamp(a, self._act_low, self._act_high)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(num_envs={self.num_envs}, envs_per_task={self.envs_per_task}, device={self.device})"
+
+
+# ---------------------------------------------------------------------------------------------
+# The single-env view.
+# ---------------------------------------------------------------------------------------------
+class SingleEnvView(gymnasium.Env):
+    """A `gymnasium.Env` (numpy in/out) that is the batched env with one copy and one task.
+
+    `reset(seed, options)` forwards to the batched env (so `options={"tasks": task}` with a
+    one-task batch sets the task; without it the task is sampled from the `"train"` split on the
+    first and on every seeded reset). No autoreset: after `terminated` or `truncated`, call
+    `reset()`; the task stays the same unless new tasks are passed.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    vector_cls: ClassVar[type[TensorVectorEnv]]
+
+    def __init__(
+        self, device: torch.device | str = "cpu", render_mode: str | None = None, **kwargs: Any
+    ) -> None:
+        if render_mode is not None:
+            raise UsageError(
+                f"render_mode: these envs do not render; use None, got {render_mode!r}"
+            )
+        self.vec = self.vector_cls(
+            num_envs=1, envs_per_task=1, device=device, autoreset=False, **kwargs
+        )
+        self.observation_space = self.vec.single_observation_space
+        self.action_space = self.vec.single_action_space
+        self.render_mode = None
+
+    @property
+    def tasks(self) -> Any:
+        """The current one-task batch (`T = 1`)."""
+        return self.vec.tasks
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        obs, info = self.vec.reset(seed=seed, options=options)
+        return obs[0].cpu().numpy(), info
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        a = torch.as_tensor(np.asarray(action))[None]
+        obs, reward, terminated, truncated, _ = self.vec.step(a)
+        return obs[0].cpu().numpy(), float(reward[0]), bool(terminated[0]), bool(truncated[0]), {}
+
+
+def sample_scales(
+    split: str,
+    shape: tuple[int, ...],
+    generator: torch.Generator,
+    train_scale: float,
+    test_scale: float,
+) -> torch.Tensor:
+    """Multiplicative factors `shape` for physical parameters (float64, on the generator's device).
+
+    `train` and `val`: log-uniform in `[1/train_scale, train_scale]`. `test`: log-uniform in the
+    held-out band `[1/test_scale, 1/train_scale] U [train_scale, test_scale]` (extrapolation
+    beyond the training range); if `test_scale == train_scale`, the test split equals train.
+    """
+    lo, hi = math.log(train_scale), math.log(test_scale)
+    u = torch.rand(shape, generator=generator, device=generator.device, dtype=torch.float64)
+    if split != "test" or hi <= lo:
+        return torch.exp((2.0 * u - 1.0) * lo)
+    sign = (
+        torch.rand(shape, generator=generator, device=generator.device, dtype=torch.float64) < 0.5
+    )
+    mag = lo + u * (hi - lo)
+    return torch.exp(torch.where(sign, -mag, mag))
+
+
+def check_scales(train_scale: Any, test_scale: Any) -> tuple[float, float]:
+    train = check_positive_float("train_scale", train_scale, 1.0 - 1e-12)
+    test = check_positive_float("test_scale", test_scale, 1.0 - 1e-12)
+    if train < 1.0 or test < train or test > 100.0:
+        raise UsageError(
+            f"train_scale, test_scale: need 1 <= train_scale <= test_scale <= 100, got {train_scale}, {test_scale}"
+        )
+    return train, test

@@ -1,0 +1,221 @@
+"""CartPole with per-task physics (pole length, pole mass, cart mass, gravity).
+
+With the default parameters the dynamics, observations, rewards and termination are those of
+Gymnasium's `CartPole-v1` (Euler integration, float64 state, float32 observations)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from envs.tensor.base import (
+    SingleEnvView,
+    TaskBatch,
+    TensorVectorEnv,
+    check_in_range,
+    check_positive_int,
+    check_sample_args,
+    check_scales,
+    check_task_tensor,
+    sample_scales,
+)
+from metarl.contracts import SPLITS
+from metarl.errors import UsageError
+
+# name -> (Gymnasium's default, largest accepted value); every parameter must be > 0.
+PARAMS: dict[str, tuple[float, float]] = {
+    "length": (0.5, 10.0),  # half the pole's length, metres
+    "pole_mass": (0.1, 10.0),  # kg
+    "cart_mass": (1.0, 100.0),  # kg
+    "gravity": (9.8, 100.0),  # m/s^2
+}
+FORCE_MAG, TAU = 10.0, 0.02
+THETA_LIMIT, X_LIMIT = 12 * 2 * math.pi / 360, 2.4
+
+
+@dataclass(frozen=True)
+class CartPoleTask(TaskBatch):
+    """A batch of physics settings, each `[T]` float: `length` (half pole length) in (0, 10],
+    `pole_mass` in (0, 10], `cart_mass` in (0, 100], `gravity` in (0, 100]."""
+
+    length: torch.Tensor
+    pole_mass: torch.Tensor
+    cart_mass: torch.Tensor
+    gravity: torch.Tensor
+
+    def __post_init__(self) -> None:
+        t = (
+            self.length.shape[0]
+            if isinstance(self.length, torch.Tensor) and self.length.dim()
+            else None
+        )
+        for name, (_, high) in PARAMS.items():
+            value = getattr(self, name)
+            check_task_tensor(f"CartPoleTask.{name}", value, (t,))
+            check_in_range(f"CartPoleTask.{name}", value, 0.0, high, low_open=True)
+
+    @staticmethod
+    def default(num_tasks: int = 1, device: torch.device | str = "cpu") -> CartPoleTask:
+        """Gymnasium's CartPole-v1 parameters, repeated `num_tasks` times."""
+        return CartPoleTask(
+            **{
+                k: torch.full((num_tasks,), d, dtype=torch.float64, device=device)
+                for k, (d, _) in PARAMS.items()
+            }
+        )
+
+
+@dataclass
+class CartPoleConfig:
+    vary: list[str] = field(default_factory=lambda: list(PARAMS))
+    """Parameters that vary per task (the others stay at Gymnasium's defaults)."""
+    train_scale: float = 2.0
+    """train/val: each varied parameter is default * s, log s ~ U[-log train_scale, log train_scale]."""
+    test_scale: float = 3.0
+    """test: s in the held-out band [1/test_scale, 1/train_scale] U [train_scale, test_scale]."""
+    horizon: int = 500
+    """Steps per episode (CartPole-v1: 500)."""
+
+
+class CartPoleDistribution:
+    """Per-task physics as multiples of Gymnasium's defaults (0.5 m, 0.1 kg, 1 kg, 9.8 m/s^2).
+
+    Splits: `train` and `val` draw each varied parameter as default * s with s log-uniform in
+    [1/2, 2] (default `train_scale`); `test` draws s from the held-out band [1/3, 1/2] U [2, 3]
+    (default `test_scale`), so test physics are never seen in training. See `sample_scales`.
+    """
+
+    splits = SPLITS
+
+    def __init__(
+        self,
+        vary: list[str] | tuple[str, ...] = tuple(PARAMS),
+        train_scale: float = 2.0,
+        test_scale: float = 3.0,
+        horizon: int = 500,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        unknown = [v for v in vary if v not in PARAMS]
+        if unknown:
+            raise UsageError(
+                f"vary: unknown parameter(s) {unknown}; choose from {', '.join(PARAMS)}"
+            )
+        self.vary = tuple(vary)
+        self.train_scale, self.test_scale = check_scales(train_scale, test_scale)
+        self.horizon = check_positive_int("horizon", horizon)
+        self.device = torch.device(device)
+
+    def sample(self, split: str, num_tasks: int, generator: torch.Generator) -> CartPoleTask:
+        """Each field `[T]` float64 on `self.device`."""
+        check_sample_args(split, num_tasks, generator)
+        values = {}
+        for name, (default, _) in PARAMS.items():
+            v = torch.full((num_tasks,), default, dtype=torch.float64)
+            if name in self.vary:
+                v = default * sample_scales(
+                    split, (num_tasks,), generator, self.train_scale, self.test_scale
+                )
+            values[name] = v.to(self.device)
+        return CartPoleTask(**values)
+
+    def make_env(self, num_tasks: int, envs_per_task: int = 1, **kwargs: Any) -> CartPoleVectorEnv:
+        return CartPoleVectorEnv(
+            num_envs=num_tasks * envs_per_task,
+            envs_per_task=envs_per_task,
+            vary=self.vary,
+            train_scale=self.train_scale,
+            test_scale=self.test_scale,
+            horizon=self.horizon,
+            device=kwargs.pop("device", self.device),
+            **kwargs,
+        )
+
+
+def build_cartpole(cfg: CartPoleConfig, device: torch.device) -> CartPoleDistribution:
+    return CartPoleDistribution(cfg.vary, cfg.train_scale, cfg.test_scale, cfg.horizon, device)
+
+
+class CartPoleVectorEnv(TensorVectorEnv):
+    """Batched CartPole with per-task physics: `num_envs = num_tasks * envs_per_task` copies.
+
+    - Observation: `(x, x_dot, theta, theta_dot)`, `Box` as in CartPole-v1 (float32); `[N, 4]`.
+    - Action: `Discrete(2)`: push left (0) or right (1) with 10 N; others are rejected.
+    - Reward: 1 per step, including the step on which the pole falls (as CartPole-v1).
+    - Task: `CartPoleTask` (length, pole_mass, cart_mass, gravity; ranges there).
+    - Episode: starts at a state U[-0.05, 0.05]^4; `terminated=True` when |x| > 2.4 or
+      |theta| > 12 degrees; `truncated=True` after `horizon` steps (500). Trial: episodes on one
+      task until the caller resets with new tasks.
+    - Autoreset: same-step (see `envs.tensor.base`).
+    State is float64 so default-parameter dynamics match Gymnasium to float32 precision.
+    """
+
+    task_type = CartPoleTask
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        envs_per_task: int = 1,
+        vary: list[str] | tuple[str, ...] = tuple(PARAMS),
+        train_scale: float = 2.0,
+        test_scale: float = 3.0,
+        horizon: int = 500,
+        device: torch.device | str = "cpu",
+        autoreset: bool = True,
+        check_actions: bool = True,
+    ) -> None:
+        dist = CartPoleDistribution(vary, train_scale, test_scale, horizon, device)
+        self.horizon = horizon
+        high = np.array([X_LIMIT * 2, np.inf, THETA_LIMIT * 2, np.inf], dtype=np.float32)
+        super().__init__(
+            num_envs,
+            envs_per_task,
+            device,
+            autoreset,
+            check_actions,
+            dist,
+            spaces.Box(-high, high, dtype=np.float32),
+            spaces.Discrete(2),
+        )
+        self.state = torch.zeros(num_envs, 4, dtype=torch.float64, device=self.device)  # [N, 4]
+        self._elapsed = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
+
+    def _set_tasks(self, tasks: CartPoleTask) -> None:
+        p = {k: getattr(tasks, k).to(torch.float64)[self.task_id] for k in PARAMS}  # each [N]
+        self._length, self._pole_mass, self._gravity = p["length"], p["pole_mass"], p["gravity"]
+        self._total_mass = p["pole_mass"] + p["cart_mass"]
+        self._polemass_length = p["pole_mass"] * p["length"]
+
+    def _reset_envs(self, mask: torch.Tensor) -> torch.Tensor:
+        fresh = -0.05 + 0.1 * self._uniform(1, 4, torch.float64)
+        self.state = torch.where(mask[:, None], fresh, self.state)
+        self._elapsed = torch.where(mask, 0, self._elapsed)
+        return self.state.float()
+
+    def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x, x_dot, theta, theta_dot = self.state.unbind(-1)
+        force = torch.where(actions == 1, FORCE_MAG, -FORCE_MAG).to(torch.float64)
+        cos, sin = torch.cos(theta), torch.sin(theta)
+        temp = (force + self._polemass_length * theta_dot**2 * sin) / self._total_mass
+        theta_acc = (self._gravity * sin - cos * temp) / (
+            self._length * (4.0 / 3.0 - self._pole_mass * cos**2 / self._total_mass)
+        )
+        x_acc = temp - self._polemass_length * theta_acc * cos / self._total_mass
+        x, x_dot = x + TAU * x_dot, x_dot + TAU * x_acc  # Euler, as CartPole-v1
+        theta, theta_dot = theta + TAU * theta_dot, theta_dot + TAU * theta_acc
+        self.state = torch.stack([x, x_dot, theta, theta_dot], -1)
+        terminated = (x < -X_LIMIT) | (x > X_LIMIT) | (theta < -THETA_LIMIT) | (theta > THETA_LIMIT)
+        self._elapsed = self._elapsed + 1
+        truncated = self._elapsed >= self.horizon
+        reward = torch.ones(self.num_envs, device=self.device)
+        return self.state.float(), reward, terminated, truncated
+
+
+class CartPoleVariantEnv(SingleEnvView):
+    """Single-env view of `CartPoleVectorEnv` (numpy in/out); same spaces, reward and task."""
+
+    vector_cls = CartPoleVectorEnv
