@@ -48,8 +48,13 @@ def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.Tanh) -> nn.Seque
 class CategoricalMLPPolicy(nn.Module):
     """`forward(obs [..., obs_dim]) -> Categorical` over `num_actions`, batch shape `[...]`."""
 
-    def __init__(self, obs_dim: int, num_actions: int, hidden: Sequence[int] = (100, 100),
-                 activation: type[nn.Module] = nn.ReLU) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        num_actions: int,
+        hidden: Sequence[int] = (100, 100),
+        activation: type[nn.Module] = nn.ReLU,
+    ) -> None:
         super().__init__()
         _positive("obs_dim", obs_dim)
         if num_actions < 2:
@@ -68,9 +73,15 @@ class GaussianMLPPolicy(nn.Module):
     clips). `min_std` keeps the distribution proper when the log-std is pushed down.
     """
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int] = (100, 100),
-                 activation: type[nn.Module] = nn.ReLU, init_std: float = 1.0,
-                 min_std: float = 1e-6) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden: Sequence[int] = (100, 100),
+        activation: type[nn.Module] = nn.ReLU,
+        init_std: float = 1.0,
+        min_std: float = 1e-6,
+    ) -> None:
         super().__init__()
         _positive("obs_dim", obs_dim)
         _positive("action_dim", action_dim)
@@ -90,8 +101,9 @@ class GaussianMLPPolicy(nn.Module):
 class ValueMLP(nn.Module):
     """A learned state-value function: `forward(obs [..., obs_dim]) -> [...]`."""
 
-    def __init__(self, obs_dim: int, hidden: Sequence[int] = (64, 64),
-                 activation: type[nn.Module] = nn.Tanh) -> None:
+    def __init__(
+        self, obs_dim: int, hidden: Sequence[int] = (64, 64), activation: type[nn.Module] = nn.Tanh
+    ) -> None:
         super().__init__()
         _positive("obs_dim", obs_dim)
         self.net = mlp([obs_dim, *hidden, 1], activation)
@@ -115,19 +127,27 @@ def check_head(head: str, action_space: gym.Space) -> Head:
     if head == "auto":
         return "categorical" if discrete else "gaussian"
     if head == "gaussian" and discrete:
-        raise UsageError(f"a Gaussian policy needs a Box action space, got {action_space}; "
-                         "use head 'categorical'")
+        raise UsageError(
+            f"a Gaussian policy needs a Box action space, got {action_space}; "
+            "use head 'categorical'"
+        )
     if head == "categorical" and not discrete:
-        raise UsageError(f"a categorical policy needs a Discrete action space, got "
-                         f"{action_space}; use head 'gaussian'")
+        raise UsageError(
+            f"a categorical policy needs a Discrete action space, got "
+            f"{action_space}; use head 'gaussian'"
+        )
     if head not in ("categorical", "gaussian"):
         raise UsageError(f"unknown policy head {head!r}; choose categorical, gaussian or auto")
     return head  # type: ignore[return-value]
 
 
-def make_mlp_policy(observation_space: gym.Space, action_space: gym.Space,
-                    head: str = "auto", hidden: Sequence[int] = (100, 100),
-                    **kwargs) -> CategoricalMLPPolicy | GaussianMLPPolicy:
+def make_mlp_policy(
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    head: str = "auto",
+    hidden: Sequence[int] = (100, 100),
+    **kwargs,
+) -> CategoricalMLPPolicy | GaussianMLPPolicy:
     """An MLP policy for flat Box observations and the given action space."""
     if not isinstance(observation_space, gym.spaces.Box):
         raise UsageError(f"MLP policies need a Box observation space, got {observation_space}")
@@ -170,8 +190,9 @@ class _RecurrentBase(nn.Module):
         self.obs_dim, self.action_width, self.head_kind = obs_dim, action_width, head
         self.input_size = obs_dim + action_width + 2
 
-    def encode(self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor,
-               prev_done: Tensor) -> Tensor:
+    def encode(
+        self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, prev_done: Tensor
+    ) -> Tensor:
         """`[..., obs_dim + action_width + 2]` from obs `[..., obs_dim]`, prev_action `[...]`
         (int, discrete; `< 0` = none) or `[..., action_dim]` (float), reward and done `[...]`."""
         if self.head_kind == "categorical":
@@ -180,8 +201,15 @@ class _RecurrentBase(nn.Module):
             act = onehot * (a >= 0).unsqueeze(-1).to(obs.dtype)
         else:
             act = prev_action.to(obs.dtype)
-        return torch.cat([obs, act, prev_reward.to(obs.dtype).unsqueeze(-1),
-                          prev_done.to(obs.dtype).unsqueeze(-1)], dim=-1)
+        return torch.cat(
+            [
+                obs,
+                act,
+                prev_reward.to(obs.dtype).unsqueeze(-1),
+                prev_done.to(obs.dtype).unsqueeze(-1),
+            ],
+            dim=-1,
+        )
 
 
 class RecurrentPolicy(_RecurrentBase):
@@ -195,8 +223,14 @@ class RecurrentPolicy(_RecurrentBase):
     one-step form with `[B, ...]` inputs.
     """
 
-    def __init__(self, obs_dim: int, action_width: int, head: Head = "categorical",
-                 hidden_size: int = 256, init_std: float = 1.0) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        action_width: int,
+        head: Head = "categorical",
+        hidden_size: int = 256,
+        init_std: float = 1.0,
+    ) -> None:
         super().__init__(obs_dim, action_width, head)
         _positive("hidden_size", hidden_size)
         self.hidden_size = hidden_size
@@ -213,9 +247,15 @@ class RecurrentPolicy(_RecurrentBase):
         """Zero rows of `hidden` `[B, H]` where `mask` `[B]` is true (out of place)."""
         return torch.where(mask.unsqueeze(-1), torch.zeros_like(hidden), hidden)
 
-    def forward(self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, prev_done: Tensor,
-                hidden: Tensor, reset: Tensor | None = None
-                ) -> tuple[Distribution, Tensor, Tensor]:
+    def forward(
+        self,
+        obs: Tensor,
+        prev_action: Tensor,
+        prev_reward: Tensor,
+        prev_done: Tensor,
+        hidden: Tensor,
+        reset: Tensor | None = None,
+    ) -> tuple[Distribution, Tensor, Tensor]:
         x = self.encode(obs, prev_action, prev_reward, prev_done)  # [T, B, in]
         if reset is not None:
             hidden = self.reset(hidden, reset[0])
@@ -233,11 +273,22 @@ class RecurrentPolicy(_RecurrentBase):
             feats = torch.cat(outs)
         return self.policy_head(feats), self.value_head(feats).squeeze(-1), hidden
 
-    def step(self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, prev_done: Tensor,
-             hidden: Tensor) -> tuple[Distribution, Tensor, Tensor]:
+    def step(
+        self,
+        obs: Tensor,
+        prev_action: Tensor,
+        prev_reward: Tensor,
+        prev_done: Tensor,
+        hidden: Tensor,
+    ) -> tuple[Distribution, Tensor, Tensor]:
         """One step on `[B, ...]` inputs: `(dist [B], value [B], hidden [B, H])`."""
-        dist, value, hidden = self(obs.unsqueeze(0), prev_action.unsqueeze(0),
-                                   prev_reward.unsqueeze(0), prev_done.unsqueeze(0), hidden)
+        dist, value, hidden = self(
+            obs.unsqueeze(0),
+            prev_action.unsqueeze(0),
+            prev_reward.unsqueeze(0),
+            prev_done.unsqueeze(0),
+            hidden,
+        )
         return _squeeze_dist(dist), value.squeeze(0), hidden
 
 
@@ -247,26 +298,41 @@ class MemoryPolicy(_RecurrentBase):
     The state is a `MemoryState` (controller, memory `[B, slots, width]`, usage, reads).
     """
 
-    def __init__(self, obs_dim: int, action_width: int, head: Head = "categorical",
-                 hidden_size: int = 128, slots: int = 64, width: int = 32, heads: int = 1,
-                 controller: Literal["lstm", "gru"] = "lstm", gamma: float = 0.95,
-                 init_std: float = 1.0) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        action_width: int,
+        head: Head = "categorical",
+        hidden_size: int = 128,
+        slots: int = 64,
+        width: int = 32,
+        heads: int = 1,
+        controller: Literal["lstm", "gru"] = "lstm",
+        gamma: float = 0.95,
+        init_std: float = 1.0,
+    ) -> None:
         super().__init__(obs_dim, action_width, head)
-        self.core = MemoryCore(self.input_size, hidden_size, slots, width, heads, controller,
-                               gamma)
+        self.core = MemoryCore(self.input_size, hidden_size, slots, width, heads, controller, gamma)
         self.policy_head = _ActionHead(self.core.output_size, head, action_width, init_std)
         self.value_head = nn.Linear(self.core.output_size, 1)
 
-    def initial_state(self, batch_size: int,
-                      device: torch.device | str | None = None) -> MemoryState:
+    def initial_state(
+        self, batch_size: int, device: torch.device | str | None = None
+    ) -> MemoryState:
         return self.core.initial_state(batch_size, device)
 
     def reset(self, state: MemoryState, mask: Tensor) -> MemoryState:
         return self.core.reset(state, mask)
 
-    def forward(self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, prev_done: Tensor,
-                state: MemoryState, reset: Tensor | None = None
-                ) -> tuple[Distribution, Tensor, MemoryState]:
+    def forward(
+        self,
+        obs: Tensor,
+        prev_action: Tensor,
+        prev_reward: Tensor,
+        prev_done: Tensor,
+        state: MemoryState,
+        reset: Tensor | None = None,
+    ) -> tuple[Distribution, Tensor, MemoryState]:
         x = self.encode(obs, prev_action, prev_reward, prev_done)  # [T, B, in]
         outs = []
         for t in range(x.shape[0]):
@@ -277,10 +343,21 @@ class MemoryPolicy(_RecurrentBase):
         feats = torch.stack(outs)
         return self.policy_head(feats), self.value_head(feats).squeeze(-1), state
 
-    def step(self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, prev_done: Tensor,
-             state: MemoryState) -> tuple[Distribution, Tensor, MemoryState]:
-        dist, value, state = self(obs.unsqueeze(0), prev_action.unsqueeze(0),
-                                  prev_reward.unsqueeze(0), prev_done.unsqueeze(0), state)
+    def step(
+        self,
+        obs: Tensor,
+        prev_action: Tensor,
+        prev_reward: Tensor,
+        prev_done: Tensor,
+        state: MemoryState,
+    ) -> tuple[Distribution, Tensor, MemoryState]:
+        dist, value, state = self(
+            obs.unsqueeze(0),
+            prev_action.unsqueeze(0),
+            prev_reward.unsqueeze(0),
+            prev_done.unsqueeze(0),
+            state,
+        )
         return _squeeze_dist(dist), value.squeeze(0), state
 
 
@@ -293,13 +370,18 @@ def _squeeze_dist(dist: Distribution) -> Distribution:
     return Independent(Normal(base.loc.squeeze(0), base.scale.squeeze(0)), 1)
 
 
-def make_recurrent_policy(observation_space: gym.Space, action_space: gym.Space,
-                          kind: Literal["gru", "memory"] = "gru", head: str = "auto",
-                          **kwargs) -> RecurrentPolicy | MemoryPolicy:
+def make_recurrent_policy(
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    kind: Literal["gru", "memory"] = "gru",
+    head: str = "auto",
+    **kwargs,
+) -> RecurrentPolicy | MemoryPolicy:
     """A recurrent policy (RL² GRU or memory-augmented) for the given spaces."""
     if not isinstance(observation_space, gym.spaces.Box):
-        raise UsageError(f"recurrent policies need a Box observation space, "
-                         f"got {observation_space}")
+        raise UsageError(
+            f"recurrent policies need a Box observation space, got {observation_space}"
+        )
     obs_dim = int(torch.tensor(observation_space.shape).prod())
     head = check_head(head, action_space)
     _, width = _space_dims(action_space)

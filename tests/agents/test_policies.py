@@ -17,6 +17,8 @@ from agents.policies import (
 )
 from metarl.errors import UsageError
 
+_leaves = torch.utils._pytree.tree_leaves
+
 
 def _gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
@@ -38,8 +40,9 @@ def test_gaussian_log_prob_is_the_normal_density():
     obs = torch.randn(6, 3, generator=_gen())
     actions = torch.randn(6, 2, generator=_gen(1))
     mean, std = policy.net(obs), torch.full((2,), 0.5)
-    expected = (-0.5 * ((actions - mean) / std) ** 2 - std.log()
-                - 0.5 * math.log(2 * math.pi)).sum(-1)
+    expected = (-0.5 * ((actions - mean) / std) ** 2 - std.log() - 0.5 * math.log(2 * math.pi)).sum(
+        -1
+    )
     dist = policy(obs)
     torch.testing.assert_close(dist.log_prob(actions), expected)
     assert dist.batch_shape == (6,) and dist.event_shape == (2,)
@@ -84,8 +87,11 @@ def _sequence_inputs(t, b, obs_dim, n_actions, seed=0):
 @pytest.mark.parametrize("cls", [RecurrentPolicy, MemoryPolicy])
 def test_step_by_step_equals_sequence(cls):
     torch.manual_seed(0)
-    kw = {"hidden_size": 16} if cls is RecurrentPolicy else {
-        "hidden_size": 16, "slots": 6, "width": 4, "heads": 2}
+    kw = (
+        {"hidden_size": 16}
+        if cls is RecurrentPolicy
+        else {"hidden_size": 16, "slots": 6, "width": 4, "heads": 2}
+    )
     policy = cls(3, 4, "categorical", **kw)
     obs, act, rew, done = _sequence_inputs(7, 5, 3, 4)
     state0 = policy.initial_state(5)
@@ -96,16 +102,18 @@ def test_step_by_step_equals_sequence(cls):
         d, v, state = policy.step(obs[t], act[t], rew[t], done[t], state)
         torch.testing.assert_close(d.logits, dist.logits[t], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(v, value[t], atol=1e-5, rtol=1e-5)
-    for a, b in zip(torch.utils._pytree.tree_leaves(state),
-                    torch.utils._pytree.tree_leaves(final), strict=True):
+    for a, b in zip(_leaves(state), _leaves(final), strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("cls", [RecurrentPolicy, MemoryPolicy])
 def test_hidden_state_persists_unless_reset(cls):
     torch.manual_seed(0)
-    kw = {"hidden_size": 16} if cls is RecurrentPolicy else {
-        "hidden_size": 16, "slots": 6, "width": 4}
+    kw = (
+        {"hidden_size": 16}
+        if cls is RecurrentPolicy
+        else {"hidden_size": 16, "slots": 6, "width": 4}
+    )
     policy = cls(3, 2, "gaussian", **kw)
     g = _gen(3)
     obs = torch.randn(6, 4, 3, generator=g)
@@ -126,22 +134,26 @@ def test_hidden_state_persists_unless_reset(cls):
     # and a run without any reset equals the reset run on the untouched rows
     _, value_nr, _ = policy(obs, act, rew, done, policy.initial_state(4))
     torch.testing.assert_close(value_nr[:, [1, 3]], value[:, [1, 3]], atol=1e-5, rtol=1e-5)
-    # step-level reset: state carried over equals state without the reset call on mask False
+    # step-level reset: mask False keeps the state, mask True restores the initial state
     _, _, s = policy.step(obs[0], act[0], rew[0], done[0], policy.initial_state(4))
-    kept = policy.reset(s, torch.zeros(4, dtype=torch.bool))
-    cleared = policy.reset(s, torch.ones(4, dtype=torch.bool))
-    for a, b, c in zip(torch.utils._pytree.tree_leaves(kept), torch.utils._pytree.tree_leaves(s),
-                       torch.utils._pytree.tree_leaves(cleared), strict=True):
+    kept = _leaves(policy.reset(s, torch.zeros(4, dtype=torch.bool)))
+    cleared = _leaves(policy.reset(s, torch.ones(4, dtype=torch.bool)))
+    init = _leaves(policy.initial_state(4))
+    assert any(not torch.equal(a, b) for a, b in zip(_leaves(s), init, strict=True))
+    for a, b in zip(kept, _leaves(s), strict=True):
         torch.testing.assert_close(a, b)
-    for a, b in zip(torch.utils._pytree.tree_leaves(cleared),
-                    torch.utils._pytree.tree_leaves(policy.initial_state(4)), strict=True):
+    for a, b in zip(cleared, init, strict=True):
         torch.testing.assert_close(a, b)
 
 
 def test_previous_action_encoding():
     policy = RecurrentPolicy(2, 3, "categorical", hidden_size=4)
-    x = policy.encode(torch.zeros(3, 2), torch.tensor([-1, 0, 2]), torch.tensor([0.5, 1.0, 2.0]),
-                      torch.tensor([0.0, 1.0, 0.0]))
+    x = policy.encode(
+        torch.zeros(3, 2),
+        torch.tensor([-1, 0, 2]),
+        torch.tensor([0.5, 1.0, 2.0]),
+        torch.tensor([0.0, 1.0, 0.0]),
+    )
     expected_act = torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 0, 1]])
     torch.testing.assert_close(x[:, 2:5], expected_act)
     torch.testing.assert_close(x[:, 5], torch.tensor([0.5, 1.0, 2.0]))
@@ -165,8 +177,9 @@ def test_factories_and_bad_input():
     disc = gym.spaces.Discrete(4)
     assert isinstance(make_mlp_policy(box, disc), CategoricalMLPPolicy)
     assert isinstance(make_mlp_policy(box, gym.spaces.Box(-1, 1, (2,))), GaussianMLPPolicy)
-    assert isinstance(make_recurrent_policy(box, disc, "memory", hidden_size=8, slots=4,
-                                            width=4), MemoryPolicy)
+    assert isinstance(
+        make_recurrent_policy(box, disc, "memory", hidden_size=8, slots=4, width=4), MemoryPolicy
+    )
     with pytest.raises(UsageError, match="Gaussian"):
         make_mlp_policy(box, disc, head="gaussian")
     with pytest.raises(UsageError, match="categorical"):

@@ -1,0 +1,168 @@
+"""Advantage estimation: GAE, discounted returns, normalisation, the linear feature baseline.
+
+Layout: trajectories are `[tasks, episodes, horizon, ...]` (`[T, E, H]` for rewards), so the
+time axis of rewards / values / dones is `dim=-1` by default; pass `dim` for other layouts
+(e.g. RL² trials `[T, steps]` or time-major `[H, B]` with `dim=0`).
+
+Reset contract: `dones[t] = 1` means the episode ended with the transition at step `t`, so
+nothing after `t` is bootstrapped into step `t` (no credit crosses an episode boundary). The
+value after the last step is `last_value` (zeros if omitted: the horizon ends the episode).
+Truncated episodes that should bootstrap are the caller's job: fold `gamma * V(s_last)` into
+the last reward, or pass it as `last_value` with `dones[-1] = 0`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from metarl.errors import NonFiniteError, UsageError
+
+
+def _check(gamma: float, lam: float = 1.0) -> None:
+    if not 0.0 <= gamma <= 1.0:
+        raise UsageError(f"discount gamma must be in [0, 1], got {gamma}")
+    if not 0.0 <= lam <= 1.0:
+        raise UsageError(f"GAE lambda must be in [0, 1], got {lam}")
+
+
+def gae(
+    rewards: Tensor,
+    values: Tensor,
+    dones: Tensor,
+    gamma: float = 0.99,
+    lam: float = 0.95,
+    last_value: Tensor | None = None,
+    dim: int = -1,
+) -> Tensor:
+    """Generalised advantage estimates (Schulman et al. 2016), same shape as `rewards`.
+
+    rewards, values, dones: same shape, time along `dim`. last_value: the shape of `rewards`
+    without `dim` (V of the state after the last step). With `d_t = dones[t]`:
+        delta_t = r_t + gamma * (1 - d_t) * V_{t+1} - V_t
+        A_t     = delta_t + gamma * lam * (1 - d_t) * A_{t+1}
+    lam = 1 gives discounted return - value; lam = 0 gives the TD error.
+    """
+    _check(gamma, lam)
+    if rewards.shape != values.shape or rewards.shape != dones.shape:
+        raise UsageError(
+            f"rewards, values and dones must share a shape, got "
+            f"{tuple(rewards.shape)}, {tuple(values.shape)}, {tuple(dones.shape)}"
+        )
+    r, v, d = (x.movedim(dim, 0) for x in (rewards, values, dones))
+    not_done = 1.0 - d.to(r.dtype)
+    next_v = torch.zeros_like(v[0]) if last_value is None else last_value.to(v.dtype)
+    adv = torch.zeros_like(v[0])
+    out = []
+    for t in range(r.shape[0] - 1, -1, -1):
+        delta = r[t] + gamma * not_done[t] * next_v - v[t]
+        adv = delta + gamma * lam * not_done[t] * adv
+        out.append(adv)
+        next_v = v[t]
+    return torch.stack(out[::-1]).movedim(0, dim)
+
+
+def discounted_returns(
+    rewards: Tensor,
+    dones: Tensor,
+    gamma: float = 0.99,
+    last_value: Tensor | None = None,
+    dim: int = -1,
+) -> Tensor:
+    """`G_t = r_t + gamma * (1 - d_t) * G_{t+1}`, with `G_T = last_value` (or 0)."""
+    _check(gamma)
+    if rewards.shape != dones.shape:
+        raise UsageError(
+            f"rewards and dones must share a shape, got {tuple(rewards.shape)} "
+            f"and {tuple(dones.shape)}"
+        )
+    r, d = rewards.movedim(dim, 0), dones.movedim(dim, 0)
+    not_done = 1.0 - d.to(r.dtype)
+    g = torch.zeros_like(r[0]) if last_value is None else last_value.to(r.dtype)
+    out = []
+    for t in range(r.shape[0] - 1, -1, -1):
+        g = r[t] + gamma * not_done[t] * g
+        out.append(g)
+    return torch.stack(out[::-1]).movedim(0, dim)
+
+
+def normalize(
+    x: Tensor,
+    mask: Tensor | None = None,
+    dims: int | tuple[int, ...] | None = None,
+    eps: float = 1e-8,
+) -> Tensor:
+    """`(x - mean) / (std + eps)` over `dims` (all if None), population std.
+
+    mask (same shape, 1 = valid step) excludes padding from the statistics; masked entries
+    come back as 0. Per-task normalisation of `[T, E, H]` advantages: `dims=(1, 2)`.
+    """
+    if mask is None:
+        mean = x.mean(dim=dims, keepdim=True)
+        std = (x - mean).pow(2).mean(dim=dims, keepdim=True).sqrt()
+        return (x - mean) / (std + eps)
+    m = mask.to(x.dtype)
+    count = m.sum(dim=dims, keepdim=True).clamp(min=1.0)
+    mean = (x * m).sum(dim=dims, keepdim=True) / count
+    std = ((x - mean).pow(2) * m).sum(dim=dims, keepdim=True).div(count).sqrt()
+    return (x - mean) / (std + eps) * m
+
+
+def baseline_features(obs: Tensor) -> Tensor:
+    """Features of the MAML-RL linear baseline: `[..., H, O] -> [..., H, 2 * O + 4]`.
+
+    `[o, o^2, t, t^2, t^3, 1]` with `o` the observation clipped to [-10, 10] and `t` the
+    step index inside the episode (axis -2) divided by 100.
+    """
+    o = obs.clamp(-10.0, 10.0)
+    steps = obs.shape[-2]
+    t = torch.arange(steps, device=obs.device, dtype=obs.dtype).div(100.0)
+    t = t.view(steps, 1).expand(*obs.shape[:-1], 1)
+    return torch.cat([o, o * o, t, t * t, t**3, torch.ones_like(t)], dim=-1)
+
+
+def fit_linear_baseline(
+    obs: Tensor,
+    returns: Tensor,
+    mask: Tensor | None = None,
+    reg_coeff: float = 1e-5,
+    max_tries: int = 5,
+) -> Tensor:
+    """Per-task ridge regression of returns on `baseline_features`; weights `[T, F]`.
+
+    obs `[T, ..., H, O]`, returns `[T, ..., H]`, mask `[T, ..., H]` (1 = a real step; padding
+    after an episode's end is left out of the fit). Solves
+    `(X^T X + reg I) w = X^T y` in float64; a task whose solution is not finite retries with
+    the ridge multiplied by 10 (from 1e-8 if it was 0), up to `max_tries` times (as rllab's
+    baseline does).
+    """
+    x = baseline_features(obs).flatten(1, -2).double()  # [T, N, F]
+    y = returns.flatten(1).double()  # [T, N]
+    if mask is not None:
+        m = mask.flatten(1).double()
+        x, y = x * m.unsqueeze(-1), y * m
+    xtx = x.transpose(1, 2) @ x
+    xty = (x.transpose(1, 2) @ y.unsqueeze(-1)).squeeze(-1)
+    eye = torch.eye(xtx.shape[-1], dtype=xtx.dtype, device=xtx.device)
+    weights = torch.full_like(xty, float("nan"))
+    reg = reg_coeff
+    for _ in range(max_tries):
+        todo = ~torch.isfinite(weights).all(-1)
+        if not todo.any():
+            break
+        w, info = torch.linalg.solve_ex(xtx[todo] + reg * eye, xty[todo])
+        weights[todo] = torch.where((info == 0).unsqueeze(-1), w, float("nan"))
+        reg = reg * 10.0 if reg > 0 else 1e-8
+    if not torch.isfinite(weights).all():
+        raise NonFiniteError("linear baseline fit is not finite even with the largest ridge")
+    return weights.to(obs.dtype)
+
+
+def linear_feature_baseline(
+    obs: Tensor, returns: Tensor, mask: Tensor | None = None, reg_coeff: float = 1e-5
+) -> Tensor:
+    """Values `[T, ..., H]` of the linear baseline fitted per task on the same trajectories."""
+    w = fit_linear_baseline(obs, returns, mask, reg_coeff)
+    feats = baseline_features(obs)
+    values = torch.einsum("t...f,tf->t...", feats, w)
+    return values if mask is None else values * mask.to(values.dtype)
