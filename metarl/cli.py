@@ -83,9 +83,9 @@ def _list(args: argparse.Namespace) -> None:
 
 
 def _download(args: argparse.Namespace) -> None:
-    from metarl.fewshot.download import OFFICIAL_URL, download_omniglot
+    from metarl.fewshot.download import OMNIGLOT_BASE_URL, download_omniglot
 
-    for path in download_omniglot(Path(args.dest), args.url or OFFICIAL_URL):
+    for path in download_omniglot(Path(args.dest), args.url or OMNIGLOT_BASE_URL):
         print(path)
 
 

@@ -20,6 +20,18 @@ DISTRIBUTIONS: dict[str, str] = {
     "omniglot": "metarl.fewshot.tasks:OmniglotTaskConfig:build_omniglot",
     "image_folder": "metarl.fewshot.tasks:ImageFolderTaskConfig:build_image_folder",
     "sinusoid": "metarl.fewshot.sinusoid:SinusoidConfig:build_sinusoid",
+    "bandit": "envs.tensor.bandit:BanditConfig:build_bandit",
+    "tabular_mdp": "envs.tensor.tabular_mdp:TabularMDPConfig:build_tabular_mdp",
+    "navigation2d": "envs.tensor.navigation:Navigation2DConfig:build_navigation2d",
+    "gridworld": "envs.tensor.gridworld:GridGameConfig:build_gridworld",
+    "cartpole": "envs.tensor.cartpole:CartPoleConfig:build_cartpole",
+    "pendulum": "envs.tensor.pendulum:PendulumConfig:build_pendulum",
+    "half_cheetah_vel": "envs.mujoco.tasks:HalfCheetahVelConfig:build_half_cheetah_vel",
+    "half_cheetah_dir": "envs.mujoco.tasks:HalfCheetahDirConfig:build_half_cheetah_dir",
+    "ant_dir": "envs.mujoco.tasks:AntDirConfig:build_ant_dir",
+    "ant_goal": "envs.mujoco.tasks:AntGoalConfig:build_ant_goal",
+    "slope": "envs.mujoco.tasks:SlopeConfig:build_slope",
+    "terrain": "envs.mujoco.tasks:TerrainConfig:build_terrain",
 }
 
 LEARNERS: dict[str, str] = {
