@@ -1,0 +1,85 @@
+"""Process-wide MuJoCo setup and the input checks shared by the single and batched envs."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from metarl.errors import UsageError
+
+# Headless rendering: EGL unless the user chose a backend or has a display. Must run before
+# `mujoco` is imported, because MuJoCo picks its GL backend at import time.
+if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+    os.environ["MUJOCO_GL"] = "egl"
+
+import mujoco  # noqa: E402
+
+log = logging.getLogger("envs.mujoco")
+
+
+def _route_warning(message: str) -> None:
+    # MuJoCo's default handler prints and appends to MUJOCO_LOG.TXT in the cwd; we log instead.
+    # The `settotalmass` deprecation (Gymnasium's half_cheetah.xml) is noise for users: debug.
+    level = logging.DEBUG if "deprecated" in message else logging.WARNING
+    log.log(level, "MuJoCo: %s", message)
+
+
+mujoco.set_mju_user_warning(_route_warning)
+
+
+@functools.lru_cache(maxsize=16)
+def _zeros(n: int) -> np.ndarray:
+    z = np.zeros(n)
+    z.flags.writeable = False
+    return z
+
+
+def check_actions(
+    actions: Any, low: np.ndarray, high: np.ndarray, shape: tuple[int, ...]
+) -> np.ndarray:
+    """Validate and clip actions; returns a new float64 array of `shape` (`[nu]` or `[B, nu]`).
+
+    Contract: wrong shapes and NaN/inf are rejected with `UsageError`; finite actions outside
+    the Box are clipped to it (as MuJoCo's `ctrlrange` would), and the control cost is paid on
+    the clipped action.
+    """
+    if type(actions) is np.ndarray and actions.shape == shape:
+        a = actions.astype(np.float64)  # fast path (every step): a fresh float64 copy
+    else:
+        try:
+            a = np.array(actions, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise UsageError(f"action must be numeric of shape {list(shape)}") from None
+        if a.shape != shape:
+            raise UsageError(f"action must have shape {list(shape)}; got {list(a.shape)}")
+    # a . 0 is 0 for finite a and NaN as soon as one entry is NaN or +-inf (one BLAS call).
+    if not math.isfinite(np.dot(a.reshape(-1), _zeros(a.size))):
+        raise UsageError(
+            f"action must be finite (no NaN/inf); valid range [{low.min():g}, {high.max():g}]"
+        )
+    np.maximum(a, low, out=a)  # == np.clip(a, low, high) for finite a, without its overhead
+    np.minimum(a, high, out=a)
+    return a
+
+
+def task_option(
+    options: dict[str, Any] | None, task_cls: type, allowed: tuple[str, ...] = ("task",)
+) -> Any:
+    """The validated task of `options["task"]`, or None; unknown option keys are rejected."""
+    if options is None:
+        return None
+    if not isinstance(options, dict):
+        raise UsageError(f"reset options must be a dict with keys {', '.join(allowed)}")
+    unknown = [k for k in options if k not in allowed]
+    if unknown:
+        raise UsageError(
+            f"unknown reset option {unknown[0]!r}; valid options: {', '.join(allowed)}"
+        )
+    if options.get("task") is None:
+        return None
+    return task_cls.coerce(options["task"])

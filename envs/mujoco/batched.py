@@ -1,0 +1,181 @@
+"""Many tasks x copies of one MuJoCo family stepped in one call, without Gymnasium overhead.
+
+`BatchedMujocoEnv` holds one `MjModel` (its task written in) and one `MjData` per copy and
+steps them all with `mujoco.mj_step`; rewards and observations come from the same batched
+kernels as the single env (`locomotion.py`), so for the same task, seed and actions it gives
+the same numbers as `gymnasium.make(id)` copy by copy (tested).
+
+Layout: `num_envs = T * E` copies, task-major: copy i runs task `i // E` of the `T` tasks
+given at reset (`options={"task": tasks}` with `num_envs % T == 0`).
+
+Autoreset contract: none (`AutoresetMode.DISABLED`). After a copy is terminated (Ant fell)
+or truncated (`max_episode_steps`, 200 by default), it is frozen -- its observation repeats,
+its reward is 0 and its done flags stay set -- until it is reset. `reset()` resets every copy;
+`reset(options={"reset_mask": mask})` only the masked ones (same task). A reset with a task is a
+trial boundary (all copies, no mask); one without is an episode boundary of the same task.
+Seeds: an int `s` seeds copy i with `s + i` (as Gymnasium's vector envs), a list one per
+copy; `None` keeps each copy's generator running.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any
+
+import mujoco
+import numpy as np
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from envs.mujoco._common import check_actions
+from envs.mujoco.locomotion import ENV_CLASSES, Snapshot, reset_state  # noqa: E402
+from metarl.errors import UsageError  # noqa: E402
+
+
+class BatchedMujocoEnv(VectorEnv):
+    """`num_envs` copies of one family; step `[B, nu]` actions -> obs `[B, obs_dim]`, reward,
+    terminated, truncated `[B]` and info (arrays `[B]`: `x_position` and the reward terms)."""
+
+    metadata = {"autoreset_mode": AutoresetMode.DISABLED}
+
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        max_episode_steps: int | None = 200,
+        task: Any = None,
+    ):
+        if env_id not in ENV_CLASSES:
+            raise UsageError(f"unknown env id {env_id!r}; choose one of {', '.join(ENV_CLASSES)}")
+        if not isinstance(num_envs, int) or num_envs < 1:
+            raise UsageError(f"num_envs must be a positive integer; got {num_envs!r}")
+        self.env_id, self.num_envs = env_id, num_envs
+        self.max_episode_steps = max_episode_steps
+        self._template = template = ENV_CLASSES[env_id](task=task)  # spaces, init state, kernels
+        self._cls = type(template)
+        self.single_observation_space = template.observation_space
+        self.single_action_space = template.action_space
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self._low, self._high = template._low, template._high
+        self._nu, self._frame_skip, self.dt = template.model.nu, template.frame_skip, template.dt
+        self._qpos0, self._qvel0 = template.init_qpos.copy(), template.init_qvel.copy()
+        self._ant = template.robot == "ant"
+        self.models = [copy.copy(template.model) for _ in range(num_envs)]
+        self.datas = [mujoco.MjData(m) for m in self.models]
+        nq, nv = template.model.nq, template.model.nv
+        self._qpos = np.zeros((num_envs, nq))
+        self._qvel = np.zeros((num_envs, nv))
+        self._pos = np.zeros((num_envs, 2 if self._ant else 1))
+        nb = template.model.nbody - 1
+        self._cfrc = np.zeros((num_envs, nb, 6)) if self._ant else None
+        self._obs = np.zeros((num_envs,) + self.single_observation_space.shape)
+        self._terminated = np.zeros(num_envs, dtype=bool)
+        self._truncated = np.zeros(num_envs, dtype=bool)
+        self._t = np.zeros(num_envs, dtype=np.int64)
+        self._rngs: list[np.random.Generator | None] = [None] * num_envs
+        self._set_tasks(template.task)
+
+    # --- tasks ------------------------------------------------------------------------------
+    def _set_tasks(self, tasks: Any) -> None:
+        t = tasks.num_tasks
+        if self.num_envs % t != 0:
+            raise UsageError(
+                f"num_envs ({self.num_envs}) must be a multiple of the number of tasks ({t})"
+            )
+        self.tasks = tasks
+        self._params = np.repeat(tasks.params(), self.num_envs // t, axis=0)  # [B, P]
+        self._z0 = np.array([self._cls.z_offset(p) for p in self._params])
+        for m, p in zip(self.models, self._params, strict=False):
+            self._cls.apply_task(m, p)
+
+    # --- gymnasium VectorEnv API ------------------------------------------------------------
+    def reset(
+        self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        options = dict(options or {})
+        unknown = [k for k in options if k not in ("task", "reset_mask")]
+        if unknown:
+            raise UsageError(
+                f"unknown reset option {unknown[0]!r}; valid options: task, reset_mask"
+            )
+        mask = options.get("reset_mask")
+        if mask is None:
+            mask = np.ones(self.num_envs, dtype=bool)
+        else:
+            mask = np.asarray(mask)
+            if mask.shape != (self.num_envs,) or mask.dtype != bool:
+                raise UsageError(f"reset_mask must be a bool array of shape [{self.num_envs}]")
+        if options.get("task") is not None:
+            if not mask.all():
+                raise UsageError("a new task resets every copy: do not pass reset_mask with task")
+            self._set_tasks(self._cls.task_cls.coerce(options["task"]))
+        seeds = self._seeds(seed)
+        for i in np.flatnonzero(mask):
+            if seeds[i] is not None or self._rngs[i] is None:
+                self._rngs[i], _ = seeding.np_random(seeds[i])
+            m, d = self.models[i], self.datas[i]
+            mujoco.mj_resetData(m, d)
+            qpos, qvel = reset_state(self._rngs[i], self._qpos0, self._qvel0, self._z0[i])
+            d.qpos[:] = qpos
+            d.qvel[:] = qvel
+            mujoco.mj_forward(m, d)
+            self._read(i, d)
+        self._terminated[mask] = False
+        self._truncated[mask] = False
+        self._t[mask] = 0
+        self._obs = self._cls.observe(self._qpos, self._qvel, self._cfrc)
+        return self._obs.copy(), {}
+
+    def _seeds(self, seed: int | list[int | None] | None) -> list[int | None]:
+        if seed is None:
+            return [None] * self.num_envs
+        if isinstance(seed, int):
+            return [seed + i for i in range(self.num_envs)]
+        if len(seed) != self.num_envs:
+            raise UsageError(f"seed must be an int or a list of {self.num_envs} seeds")
+        return list(seed)
+
+    def _read(self, i: int, d: mujoco.MjData) -> None:
+        self._qpos[i] = d.qpos
+        self._qvel[i] = d.qvel
+        if self._ant:
+            self._pos[i] = d.xpos[1, :2]
+            self._cfrc[i] = d.cfrc_ext[1:]
+        else:
+            self._pos[i, 0] = d.qpos[0]
+
+    def step(
+        self, actions: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        a = check_actions(actions, self._low, self._high, (self.num_envs, self._nu))
+        live = ~(self._terminated | self._truncated)
+        pos0 = self._pos.copy()
+        n, ant = self._frame_skip, self._ant
+        for i in np.flatnonzero(live):
+            m, d = self.models[i], self.datas[i]
+            d.ctrl[:] = a[i]
+            mujoco.mj_step(m, d, nstep=n)
+            if ant:  # contact forces for the Ant observation and cost (the cheetah needs none)
+                mujoco.mj_rnePostConstraint(m, d)
+            self._read(i, d)
+        snap = Snapshot(self._pos, self._qpos, self._qvel, self._cfrc)
+        reward, terminated, terms = self._cls.reward(pos0, snap, a, self._params, self.dt)
+        self._obs = self._cls.observe(self._qpos, self._qvel, self._cfrc)
+        reward = np.where(live, reward, 0.0)
+        self._terminated |= live & terminated
+        self._t += live
+        if self.max_episode_steps is not None:
+            self._truncated |= live & (self._t >= self.max_episode_steps)  # as TimeLimit
+        info = {"x_position": self._qpos[:, 0].copy(), **terms}
+        return self._obs.copy(), reward, self._terminated.copy(), self._truncated.copy(), info
+
+    def close_extras(self, **kwargs: Any) -> None:
+        self._template.close()
+
+
+def vector_entry_point(env_id: str) -> Any:
+    """A `gymnasium.make_vec` entry point for `env_id` (`num_envs`, `max_episode_steps`)."""
+    return functools.partial(BatchedMujocoEnv, env_id)

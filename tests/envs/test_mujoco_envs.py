@@ -1,0 +1,313 @@
+"""MuJoCo task families: env checker, task honoured, batched == single, seeding, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("mujoco")
+gym = pytest.importorskip("gymnasium")
+
+from envs.mujoco import register_mujoco_envs  # noqa: E402
+from envs.mujoco.batched import BatchedMujocoEnv  # noqa: E402
+from envs.mujoco.locomotion import (  # noqa: E402
+    TERRAIN_X,
+    AntDirEnv,
+    AntGoalEnv,
+    HalfCheetahDirEnv,
+    HalfCheetahSlopeEnv,
+    HalfCheetahTerrainEnv,
+    HalfCheetahVelEnv,
+)
+from envs.mujoco.registration import ENV_IDS  # noqa: E402
+from envs.mujoco.tasks import (  # noqa: E402
+    SlopeDistribution,
+    SlopeTask,
+    TerrainDistribution,
+    TerrainTask,
+)
+from metarl.errors import UsageError  # noqa: E402
+
+register_mujoco_envs()
+
+
+@pytest.mark.parametrize("env_id", list(ENV_IDS))
+def test_env_checker_passes(env_id: str) -> None:
+    from gymnasium.utils.env_checker import check_env
+
+    env = gym.make(env_id)
+    check_env(env.unwrapped, skip_render_check=True)
+    assert env.spec.max_episode_steps == 200
+    env.close()
+
+
+def _passive_dx(angle: float, steps: int = 40) -> float:
+    env = HalfCheetahSlopeEnv(task={"angle_deg": angle})
+    env.reset(seed=0)
+    x0 = env.data.qpos[0]
+    for _ in range(steps):
+        env.step(np.zeros(6))
+    return float(env.data.qpos[0] - x0)
+
+
+def test_passive_cheetah_slides_downhill_on_both_signs_not_on_flat() -> None:
+    # The floor rises along +x for a positive angle, so downhill is -x.
+    assert _passive_dx(10.0) < -0.15
+    assert _passive_dx(-10.0) > 0.15
+    assert abs(_passive_dx(0.0)) < 0.05
+
+
+def test_slope_sets_rotated_gravity() -> None:
+    env = HalfCheetahSlopeEnv()
+    env.reset(options={"task": SlopeTask(torch.tensor([20.0], dtype=torch.float64))})
+    g = env.model.opt.gravity
+    assert np.isclose(np.linalg.norm(g), 9.81) and g[0] < 0 and g[1] == 0
+    assert np.isclose(np.degrees(np.arctan2(-g[0], -g[2])), 20.0)
+
+
+def _roll(env, actions: np.ndarray):
+    out = []
+    for a in actions:
+        x_before = env.data.qpos[0]
+        xy_before = env.data.xpos[1, :2].copy()
+        _, r, *_ = env.step(a)
+        out.append((r, x_before, xy_before))
+    return out
+
+
+def test_velocity_and_direction_rewards_by_hand() -> None:
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (5, 6))
+    for cls, task, fwd in [
+        (HalfCheetahVelEnv, {"velocity": 1.3}, lambda v: -abs(v - 1.3)),
+        (HalfCheetahDirEnv, {"direction": -1.0}, lambda v: -v),
+    ]:
+        env = cls()
+        env.reset(seed=1, options={"task": task})
+        for a in actions:
+            x0 = env.data.qpos[0]
+            _, r, *_ = env.step(a)
+            v = (env.data.qpos[0] - x0) / 0.05
+            assert r == pytest.approx(fwd(v) - 0.05 * np.sum(a**2), abs=1e-12)
+
+
+def test_ant_direction_and_goal_rewards_by_hand() -> None:
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (5, 8))
+    angle = 2.0
+    env = AntDirEnv(task={"angle": angle})
+    env.reset(seed=0)
+    for a in actions:
+        xy0 = env.data.xpos[1, :2].copy()
+        _, r, term, _, info = env.step(a)
+        v = (env.data.xpos[1, :2] - xy0) / env.dt
+        costs = 0.5 * np.sum(a**2) + 5e-4 * np.sum(np.clip(env.data.cfrc_ext[1:], -1, 1) ** 2)
+        assert r == pytest.approx(v @ [np.cos(angle), np.sin(angle)] + 1.0 - costs, abs=1e-12)
+    env = AntGoalEnv()
+    env.reset(seed=0, options={"task": {"goal": [-1.0, 2.0]}})
+    for a in actions:
+        _, r, *_ = env.step(a)
+        dist = np.abs(env.data.xpos[1, :2] - [-1.0, 2.0]).sum()
+        costs = 0.5 * np.sum(a**2) + 5e-4 * np.sum(np.clip(env.data.cfrc_ext[1:], -1, 1) ** 2)
+        assert r == pytest.approx(-dist + 1.0 - costs, abs=1e-12)
+
+
+def _contact_z(env) -> np.ndarray:
+    return np.array([env.data.contact[i].pos[2] for i in range(env.data.ncon)])
+
+
+def test_terrain_changes_hfield_and_contact_heights() -> None:
+    env = HalfCheetahTerrainEnv()
+    env.reset(seed=0)
+    flat = env.model.hfield_data.copy()
+    for _ in range(30):
+        env.step(np.zeros(6))
+    z_flat = _contact_z(env)
+    hill = {
+        "ramp_start": 0.0,
+        "ramp_length": 0.0,
+        "ramp_grade": 0.0,
+        "hill_center": [0.0],
+        "hill_height": [0.4],
+        "hill_width": [4.0],
+    }
+    env.reset(seed=0, options={"task": hill})
+    assert not np.array_equal(env.model.hfield_data, flat)
+    for _ in range(30):
+        env.step(np.zeros(6))
+    z_hill = _contact_z(env)
+    assert len(z_flat) and len(z_hill)
+    assert np.abs(z_flat).max() < 0.05
+    assert z_hill.min() > 0.2  # standing on the hill, not the base level
+
+
+def test_terrain_profile_matches_formula() -> None:
+    p = np.array([5.0, 4.0, 0.1, 20.0, 0.3, 2.0])
+    h = TerrainTask.heights(p, np.array([0.0, 7.0, 9.0, 12.0, 20.0, 21.0]))
+    np.testing.assert_allclose(h, [0.0, 0.2, 0.4, 0.4, 0.7, 0.4 + 0.15])
+
+
+@pytest.mark.parametrize(
+    "env_id,task",
+    [
+        ("metarl/HalfCheetahSlope-v0", SlopeTask(torch.tensor([-8.0, 12.0], dtype=torch.float64))),
+        (
+            "metarl/HalfCheetahTerrain-v0",
+            TerrainDistribution().sample("train", 2, torch.Generator().manual_seed(0)),
+        ),
+        ("metarl/AntGoal-v0", None),
+    ],
+)
+def test_batched_equals_loop_of_single_envs(env_id: str, task) -> None:
+    n, steps = 4, 25
+    batched = BatchedMujocoEnv(env_id, n, max_episode_steps=20)
+    obs, _ = batched.reset(seed=7, options={"task": task} if task is not None else None)
+    per = n // (task.num_tasks if task is not None else 1)
+    singles = [gym.make(env_id, max_episode_steps=20) for _ in range(n)]
+    rows = []
+    for i, env in enumerate(singles):
+        opts = {"task": task[i // per]} if task is not None else None
+        rows.append(env.reset(seed=7 + i, options=opts)[0])
+    np.testing.assert_array_equal(obs, np.stack(rows))
+    rng = np.random.default_rng(0)
+    done = np.zeros(n, dtype=bool)
+    nu = batched.single_action_space.shape[0]
+    for _ in range(steps):
+        a = rng.uniform(-1.5, 1.5, (n, nu)).astype(np.float32)  # partly clipped
+        obs, rew, term, trunc, _ = batched.step(a)
+        for i, env in enumerate(singles):
+            if done[i]:  # frozen until reset (no autoreset)
+                assert rew[i] == 0.0
+                continue
+            o, r, te, tr, _ = env.step(a[i])
+            np.testing.assert_array_equal(obs[i], o)
+            assert rew[i] == r and term[i] == te and trunc[i] == tr
+        done |= term | trunc
+    assert done.all()  # truncated at 20 steps
+
+
+def test_batched_partial_reset_and_make_vec() -> None:
+    vec = gym.make_vec("metarl/HalfCheetahDir-v0", num_envs=3)
+    assert isinstance(vec.unwrapped, BatchedMujocoEnv) and vec.unwrapped.max_episode_steps == 200
+    obs, _ = vec.reset(seed=0)
+    before = obs.copy()
+    for _ in range(3):
+        obs, *_ = vec.step(np.zeros((3, 6), dtype=np.float32))
+    obs, _ = vec.reset(seed=[0, None, None], options={"reset_mask": np.array([True, False, False])})
+    np.testing.assert_array_equal(obs[0], before[0])
+    assert not np.array_equal(obs[1], before[1])
+
+
+def test_seeded_resets_repeat() -> None:
+    def run(seed: int) -> np.ndarray:
+        env = gym.make("metarl/HalfCheetahVel-v0")
+        obs = [env.reset(seed=seed)[0]]
+        obs += [env.step(np.full(6, 0.3, dtype=np.float32))[0] for _ in range(5)]
+        return np.stack(obs)
+
+    np.testing.assert_array_equal(run(3), run(3))
+    assert not np.array_equal(run(3), run(4))
+
+
+def test_distributions_splits_and_generators() -> None:
+    dist = SlopeDistribution()
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    a = dist.sample("train", 2000, g()).angle_deg
+    torch.testing.assert_close(a, dist.sample("train", 2000, g()).angle_deg)
+    assert a.abs().max() <= 10 and ((a.abs() >= 2.5) & (a.abs() <= 3.5)).sum() == 0
+    assert ((a.abs() >= 6.5) & (a.abs() <= 7.5)).sum() == 0 and (a < 0).any() and (a > 0).any()
+    v = dist.sample("val", 100, g()).angle_deg.abs()
+    assert ((v >= 2.5) & (v <= 3.5)).all()
+    t = dist.sample("test", 100, g()).angle_deg.abs()
+    assert ((t >= 6.5) & (t <= 7.5)).all()
+    b = dist.sample("test_beyond", 100, g()).angle_deg.abs()
+    assert ((b >= 12) & (b <= 20)).all()
+    tb = TerrainDistribution().sample("test_beyond", 50, g())
+    assert (tb.ramp_grade.abs() >= 0.12).all() and (tb.hill_height.abs() >= 0.2).all()
+    with pytest.raises(UsageError, match="unknown split"):
+        dist.sample("nope", 1, g())
+
+
+def test_registry_builders() -> None:
+    from envs.mujoco import tasks
+    from metarl.config import from_dict
+
+    cfg = from_dict(tasks.SlopeConfig, {"robot": "ant", "beyond_band_deg": [11, 15]}, "task")
+    dist = tasks.build_slope(cfg, torch.device("cpu"))
+    assert dist.env_id == "metarl/AntSlope-v0"
+    goals = tasks.build_ant_goal(tasks.AntGoalConfig(), torch.device("cpu")).sample(
+        "train", 500, torch.Generator().manual_seed(1)
+    )
+    assert goals.goal.norm(dim=1).max() <= 3.0 and goals.goal.shape == (500, 2)
+    vel = tasks.build_half_cheetah_vel(tasks.HalfCheetahVelConfig(), "cpu").sample(
+        "val", 100, torch.Generator().manual_seed(1)
+    )
+    assert vel.velocity.min() >= 0 and vel.velocity.max() <= 2
+
+
+@pytest.mark.parametrize(
+    "make,options,match",
+    [
+        (
+            HalfCheetahSlopeEnv,
+            {"task": {"angle_deg": 90.0}},
+            "angle_deg must be in \\|angle_deg\\| < 30",
+        ),
+        (AntGoalEnv, {"task": {"goal": [float("nan"), 0.0]}}, "goal must be finite"),
+        (HalfCheetahVelEnv, {"speed": 1.0}, "unknown reset option 'speed'"),
+        (HalfCheetahDirEnv, {"task": {"direction": 0.5}}, "direction must be"),
+    ],
+)
+def test_bad_task_input_is_one_line_usage_error(make, options, match) -> None:
+    env = make()
+    with pytest.raises(UsageError, match=match) as err:
+        env.reset(options=options)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_actions() -> None:
+    env = HalfCheetahVelEnv()
+    env.reset(seed=0)
+    with pytest.raises(UsageError, match="finite"):
+        env.step(np.array([np.nan, 0, 0, 0, 0, 0]))
+    with pytest.raises(UsageError, match="shape \\[6\\]"):
+        env.step(np.zeros(5))
+    batched = BatchedMujocoEnv("metarl/HalfCheetahVel-v0", 2)
+    batched.reset(seed=0)
+    with pytest.raises(UsageError, match="shape \\[2, 6\\]"):
+        batched.step(np.zeros(6))
+    # Out-of-box actions are clipped: same transition and reward as the clipped action.
+    a, b = HalfCheetahVelEnv(), HalfCheetahVelEnv()
+    a.reset(seed=0), b.reset(seed=0)
+    oa, ra, *_ = a.step(np.full(6, 5.0))
+    ob, rb, *_ = b.step(np.full(6, 1.0))
+    np.testing.assert_array_equal(oa, ob)
+    assert ra == rb
+    with pytest.raises(UsageError, match="multiple of the number of tasks"):
+        BatchedMujocoEnv("metarl/HalfCheetahSlope-v0", 3).reset(
+            options={"task": SlopeTask(torch.zeros(2, dtype=torch.float64))}
+        )
+
+
+def test_no_mujoco_log_in_cwd(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    gym.make("HalfCheetah-v5").reset(seed=0)
+    HalfCheetahTerrainEnv().reset(seed=0)
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+
+
+def test_rgb_array_render_headless() -> None:
+    env = gym.make("metarl/HalfCheetahTerrain-v0", render_mode="rgb_array", width=64, height=48)
+    env.reset(seed=0)
+    try:
+        frame = env.render()
+    except Exception as exc:  # no EGL/GL on this machine
+        pytest.skip(f"headless OpenGL unavailable: {type(exc).__name__}: {exc}")
+    assert frame.shape == (48, 64, 3) and frame.dtype == np.uint8
+    assert frame.std() > 1.0  # not blank
+    hill = TerrainDistribution().sample("test_beyond", 1, torch.Generator().manual_seed(0))
+    env.reset(options={"task": hill})  # re-uploads the height field to the open context
+    assert env.render().shape == (48, 64, 3)
+    env.close()
+    assert TERRAIN_X[0] < 0
