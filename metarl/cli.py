@@ -56,9 +56,12 @@ def _report(results: dict, run_dir: Path) -> None:
 def _eval(args: argparse.Namespace) -> None:
     from metarl.trainer import final_evaluation, load_run
 
-    run = load_run(Path(args.run_dir))
-    results = final_evaluation(run, None, args.split, args.num_tasks)
+    run = load_run(Path(args.run_dir), args.overrides)
+    out = Path(args.out) if args.out else None
+    results = final_evaluation(run, None, args.split, args.num_tasks, out=out)
     _report(results, run.run_dir)
+    if out is not None:
+        print(f"Results:       {out}")
 
 
 def _plot(args: argparse.Namespace) -> None:
@@ -114,6 +117,14 @@ def parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="adaptation curve of a run's last checkpoint on held-out tasks")
     e.add_argument("run_dir")
+    e.add_argument(
+        "overrides",
+        nargs="*",
+        help="task.* / eval.* overrides, e.g. task.ways=20 eval.final_num_tasks=600",
+    )
+    e.add_argument(
+        "--out", help="write the results to this JSON file instead of RUN_DIR/results.json"
+    )
     e.add_argument("--split", help="split to evaluate (default: eval.final_split)")
     e.add_argument("--num-tasks", type=int, help="held-out tasks (default: eval.final_num_tasks)")
     e.set_defaults(func=_eval)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from metarl import registry
 from metarl.checkpoint import load_checkpoint, save_checkpoint
-from metarl.config import RunConfig, diff_configs, from_dict, to_dict
+from metarl.config import RunConfig, apply_overrides, diff_configs, from_dict, to_dict
 from metarl.errors import NonFiniteError, UsageError
 from metarl.evaluation import adaptation_curve, format_curve
 from metarl.logger import RunLogger, save_curve_png
@@ -120,14 +120,24 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path) -> bool:
     return False
 
 
-def load_run(run_dir: Path) -> Run:
-    """Rebuild a run from its directory (config.yaml and the last checkpoint)."""
+def load_run(run_dir: Path, overrides: list[str] | None = None) -> Run:
+    """Rebuild a run from its directory (config.yaml and the last checkpoint).
+
+    `overrides` may change how it is evaluated (`task.*` and `eval.*` keys, e.g. `task.ways=20`
+    to test a checkpoint on 20-way tasks), never what was trained.
+    """
     config_file = run_dir / "config.yaml"
     if not config_file.exists():
         raise UsageError(
             f"{run_dir} is not a run directory (no config.yaml); give the folder `metarl train` wrote"
         )
-    cfg = from_dict(RunConfig, yaml.safe_load(config_file.read_text()), "")
+    for text in overrides or []:
+        if not text.startswith(("task.", "eval.")):
+            raise UsageError(
+                f"override {text!r}: only task.* and eval.* keys can change at evaluation"
+            )
+    data = apply_overrides(yaml.safe_load(config_file.read_text()), overrides or [])
+    cfg = from_dict(RunConfig, data, "")
     registry.validate(cfg)
     run = build_run(cfg, run_dir)
     if not run.checkpoint_path.exists():
@@ -215,8 +225,12 @@ def final_evaluation(
     split: str | None = None,
     num_tasks: int | None = None,
     extra: dict[str, Any] | None = None,
+    out: Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate on the final split; write results.json and curves.png into the run dir."""
+    """Evaluate on the final split; write results.json and curves.png into the run dir.
+
+    With `out`, the results go to that JSON file instead and curves.png is left alone.
+    """
     e = run.cfg.eval
     curve = run.evaluate(split or e.final_split, num_tasks or e.final_num_tasks)
     if logger is not None:
@@ -228,11 +242,13 @@ def final_evaluation(
         "curve": curve,
         "headline": {"budget": b, "mean": curve["mean"][b], "ci95": curve["ci95"][b]},
     }
-    path = run.run_dir / "results.json"
-    previous = json.loads(path.read_text()) if path.exists() else {}
+    path = out or run.run_dir / "results.json"
+    previous = json.loads(path.read_text()) if path.exists() and out is None else {}
     previous.update(extra or {})
     previous.update(results)
     path.write_text(json.dumps(previous, indent=2))
+    if out is not None:
+        return previous
     save_curve_png(curve, run.run_dir / "curves.png", f"{run.cfg.name}: {curve['split']}")
     return previous
 

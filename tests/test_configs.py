@@ -7,9 +7,18 @@ import pytest
 from metarl.cli import main
 from metarl.config import load_config, shipped_configs
 
-TINY = ["device=cpu", "train.iterations=2", "train.num_tasks=2", "train.eval_interval=1",
-        "train.checkpoint_interval=1", "train.log_interval=1", "eval.num_tasks=2",
-        "eval.final_num_tasks=2", "eval.batch_tasks=2", "eval.max_budget=2"]
+TINY = [
+    "device=cpu",
+    "train.iterations=2",
+    "train.num_tasks=2",
+    "train.eval_interval=1",
+    "train.checkpoint_interval=1",
+    "train.log_interval=1",
+    "eval.num_tasks=2",
+    "eval.final_num_tasks=2",
+    "eval.batch_tasks=2",
+    "eval.max_budget=2",
+]
 
 
 def test_every_shipped_config_validates():

@@ -259,3 +259,30 @@ def test_eval_and_plot_commands_rewrite_results(tmp_path, capsys):
     assert main(["plot", str(tmp_path), "--out", str(tmp_path / "c.png")]) == 0
     assert (tmp_path / "c.png").stat().st_size > 1000
     assert main(["eval", str(tmp_path / "nope")]) == 2
+
+
+def test_eval_overrides_change_the_tasks_not_the_training(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "train",
+                "sinusoid_maml",
+                *TINY,
+                "train.iterations=4",
+                "--run-dir",
+                str(tmp_path),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    out = tmp_path / "ten_shot.json"
+    assert (
+        main(["eval", str(tmp_path), "task.shots=10", "eval.final_num_tasks=6", "--out", str(out)])
+        == 0
+    )
+    assert json.loads(out.read_text())["curve"]["num_tasks"] == 6
+    assert json.loads((tmp_path / "results.json").read_text())["curve"]["num_tasks"] == 16
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path), "learner.inner_lr=1.0"]) == 2
+    assert "only task.* and eval.* keys" in capsys.readouterr().err
