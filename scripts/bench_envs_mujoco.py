@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -35,6 +36,8 @@ SINGLE = [
     ("metarl/AntSlope-v0", "Ant-v5"),
 ]
 BATCHED = ["metarl/HalfCheetahSlope-v0", "metarl/AntSlope-v0"]
+# The physics floor: bare `mj_step` (no Python env code) of the terrain model vs the plane.
+RAW = [("HalfCheetah-v5", None), ("metarl/HalfCheetahTerrain-v0", "HalfCheetah-v5")]
 
 
 def _actions(space: gym.spaces.Box, n: int, seed: int) -> np.ndarray:
@@ -56,6 +59,20 @@ def _single_rate(env_id: str, steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
+def _raw_rate(env_id: str, steps: int) -> float:
+    import mujoco
+
+    env = gym.make(env_id, max_episode_steps=None).unwrapped
+    env.reset(seed=0)
+    m, d, n = env.model, env.data, env.frame_skip
+    actions = _actions(env.action_space, steps, 0).astype(np.float64)
+    start = time.perf_counter()
+    for a in actions:
+        d.ctrl[:] = a
+        mujoco.mj_step(m, d, nstep=n)
+    return steps / (time.perf_counter() - start)
+
+
 def _vector_rate(vec: gym.vector.VectorEnv, steps: int, n: int) -> float:
     vec.reset(seed=0)
     actions = _actions(vec.single_action_space, steps * n, 1).reshape((steps, n, -1))
@@ -70,14 +87,17 @@ def _vector_rate(vec: gym.vector.VectorEnv, steps: int, n: int) -> float:
 def run(quick: bool = False) -> list[dict]:
     """Rows of {section, env, copies, steps_per_s, ratio, baseline}; medians of repeats."""
     register_mujoco_envs()
-    repeats, steps = (2, 300) if quick else (5, 2000)
+    repeats, steps = (2, 300) if quick else (7, 2000)
     rows: list[dict] = []
     medians: dict[str, float] = {}
     # Interleave the repeats so that load from other processes hits every env alike.
     samples: dict[str, list[float]] = {env_id: [] for env_id, _ in SINGLE}
+    raw: dict[str, list[float]] = {env_id: [] for env_id, _ in RAW}
     for _ in range(repeats):
         for env_id, _ in SINGLE:
             samples[env_id].append(_single_rate(env_id, steps))
+        for env_id, _ in RAW:
+            raw[env_id].append(_raw_rate(env_id, steps))
     for env_id, base in SINGLE:
         medians[env_id] = statistics.median(samples[env_id])
         ratio = medians[base] / medians[env_id] if base else 1.0  # step-time ratio
@@ -90,6 +110,19 @@ def run(quick: bool = False) -> list[dict]:
                 "ratio": ratio,
                 "baseline": base or "-",
                 "target": "step time <= 1.2x" if base else "",
+            }
+        )
+    raw_med = {env_id: statistics.median(v) for env_id, v in raw.items()}
+    for env_id, base in RAW:
+        rows.append(
+            {
+                "section": "mj_step only",
+                "env": env_id,
+                "copies": 1,
+                "steps_per_s": raw_med[env_id],
+                "ratio": raw_med[base] / raw_med[env_id] if base else 1.0,
+                "baseline": base or "-",
+                "target": "(physics floor)" if base else "",
             }
         )
     for env_id in BATCHED:
@@ -145,7 +178,14 @@ def markdown(rows: list[dict]) -> str:
     lines.append(
         "single: ratio = step time of the env / step time of the plain env (lower is better)."
     )
-    lines.append("vector: ratio = steps/s of BatchedMujocoEnv / steps/s of SyncVectorEnv.")
+    lines.append(
+        "mj_step only: the same ratio for bare `mujoco.mj_step` calls (height field vs plane):"
+        " the part of the terrain env's cost that no Python change can remove."
+    )
+    lines.append(
+        "vector: ratio = steps/s of BatchedMujocoEnv (default threads = CPU cores) / steps/s of"
+        " SyncVectorEnv."
+    )
     return "\n".join(lines)
 
 
@@ -167,6 +207,7 @@ def main() -> None:
             + f" --out {args.out}",
             "python": platform.python_version(),
             "machine": platform.machine(),
+            "cpu_count": os.cpu_count(),
             "rows": rows,
         }
         args.out.write_text(json.dumps(meta, indent=2))

@@ -22,10 +22,13 @@ from envs.mujoco.locomotion import (  # noqa: E402
 )
 from envs.mujoco.registration import ENV_IDS  # noqa: E402
 from envs.mujoco.tasks import (  # noqa: E402
+    DirectionTask,
+    HeadingTask,
     SlopeDistribution,
     SlopeTask,
     TerrainDistribution,
     TerrainTask,
+    VelocityTask,
 )
 from metarl.errors import UsageError  # noqa: E402
 
@@ -157,6 +160,9 @@ def test_terrain_profile_matches_formula() -> None:
             TerrainDistribution().sample("train", 2, torch.Generator().manual_seed(0)),
         ),
         ("metarl/AntGoal-v0", None),
+        ("metarl/HalfCheetahVel-v0", VelocityTask(torch.tensor([0.5, 1.7], dtype=torch.float64))),
+        ("metarl/HalfCheetahDir-v0", DirectionTask(torch.tensor([1.0, -1.0], dtype=torch.float64))),
+        ("metarl/AntDir-v0", HeadingTask(torch.tensor([0.3, 2.5], dtype=torch.float64))),
     ],
 )
 def test_batched_equals_loop_of_single_envs(env_id: str, task) -> None:
@@ -185,6 +191,49 @@ def test_batched_equals_loop_of_single_envs(env_id: str, task) -> None:
             assert rew[i] == r and term[i] == te and trunc[i] == tr
         done |= term | trunc
     assert done.all()  # truncated at 20 steps
+
+
+@pytest.mark.parametrize("env_id", ["metarl/AntSlope-v0", "metarl/HalfCheetahTerrain-v0"])
+def test_threaded_batched_equals_serial(env_id: str) -> None:
+    # Threads step disjoint chunks of copies; any thread count gives the same numbers, also
+    # with frozen (done, not yet reset) copies in the middle of a chunk.
+    n = 5
+    envs = [BatchedMujocoEnv(env_id, n, max_episode_steps=12, num_threads=k) for k in (1, 2, 3)]
+    outs = [env.reset(seed=3)[0] for env in envs]
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o, outs[0])
+    rng = np.random.default_rng(1)
+    nu = envs[0].single_action_space.shape[0]
+    for t in range(16):
+        a = rng.uniform(-1, 1, (n, nu))
+        if t == 8:  # restart copies 1 and 3 only
+            mask = np.array([False, True, False, True, False])
+            seeds = [None, 9, None, 10, None]
+            outs = [env.reset(seed=seeds, options={"reset_mask": mask})[0] for env in envs]
+            for o in outs[1:]:
+                np.testing.assert_array_equal(o, outs[0])
+        steps = [env.step(a) for env in envs]
+        for other in steps[1:]:
+            for x, y in zip(steps[0][:4], other[:4], strict=False):
+                np.testing.assert_array_equal(x, y)
+    assert envs[0]._truncated.any()
+    for env in envs:
+        env.close()
+    with pytest.raises(UsageError, match="num_threads must be a positive integer"):
+        BatchedMujocoEnv(env_id, 2, num_threads=0)
+
+
+def test_terrain_elevation_scale_follows_the_task() -> None:
+    env = HalfCheetahTerrainEnv()
+    compiled = 2.0  # TERRAIN_DEPTH + TERRAIN_HEIGHT: the compiled bounding box
+    task = TerrainDistribution().sample("test_beyond", 3, torch.Generator().manual_seed(2))
+    for i in range(3):
+        env.reset(seed=0, options={"task": task[i]})
+        h = TerrainTask.heights(task[i].params()[0], TERRAIN_X)
+        scale = env.model.hfield_size[0, 2]
+        assert 0 < scale <= compiled
+        row = env.model.hfield_data[: len(TERRAIN_X)].astype(np.float64)
+        np.testing.assert_allclose(row * scale - 1.0, h, atol=1e-6)  # base level at z = -1
 
 
 def test_batched_partial_reset_and_make_vec() -> None:
@@ -273,6 +322,10 @@ def test_bad_actions() -> None:
         env.step(np.array([np.nan, 0, 0, 0, 0, 0]))
     with pytest.raises(UsageError, match="shape \\[6\\]"):
         env.step(np.zeros(5))
+    with pytest.raises(UsageError, match="finite"), np.errstate(invalid="ignore"):
+        env.step(np.array([0, 0, 0, 0, 0, -np.inf]))
+    with pytest.raises(UsageError, match="finite"):
+        env.step([0.0, 0.0, float("nan"), 0.0, 0.0, 0.0])  # a list takes the slow path
     batched = BatchedMujocoEnv("metarl/HalfCheetahVel-v0", 2)
     batched.reset(seed=0)
     with pytest.raises(UsageError, match="shape \\[2, 6\\]"):
