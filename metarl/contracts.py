@@ -39,6 +39,8 @@ class Learner(Protocol):
 
     metric: str  # name of the evaluation metric, e.g. "accuracy", "mse", "return"
     higher_is_better: bool
+    budget_name: str  # what a budget counts: "steps", "shots" or "episodes"
+    headline_budget: int  # the budget whose metric is the run's headline number
 
     def meta_step(self, tasks: Any) -> dict[str, float]:
         """One outer update on a batch of training tasks. Must include a finite `loss`."""
@@ -53,7 +55,10 @@ class Learner(Protocol):
         ...
 
     def adaptation_curve(self, tasks: Any, max_budget: int) -> torch.Tensor:
-        """Per-task metric after each budget 0..max_budget: `[max_budget + 1, T]`."""
+        """Per-task metric after each budget 0..B: `[B + 1, T]`, B <= max_budget.
+
+        B is smaller when the tasks offer less budget (a 1-shot task has budgets 0 and 1).
+        """
         ...
 
     def state_dict(self) -> dict[str, Any]: ...
