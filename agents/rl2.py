@@ -1,0 +1,273 @@
+"""RL² (Duan et al. 2016): a recurrent policy that learns to adapt inside its hidden state.
+
+A *trial* is `n` episodes on one task; the policy sees `[obs, a_{t-1}, r_{t-1}, done_{t-1}]`
+and keeps its state over the episode boundaries of a trial (it is reset only between trials,
+see `agents.sampler`), so whatever it learnt about the task in episode 1 shapes episode 2.
+The outer update is PPO over whole trials: one recurrent pass per trial from the initial
+state, so the gradient flows through the full history that produced each action.
+
+Advantages: GAE along the whole trial, *not* cut at episode ends inside it. The RL²
+objective is the total return of the trial, so an action in episode 1 is credited with
+what it revealed for episodes 2..n (exploration pays off later); the value bootstraps from
+the next episode's first state across the boundary. Only the end of the trial stops it.
+
+`policy: memory` swaps the GRU for `MemoryPolicy` (a controller with an external memory,
+content-based reads, least-recently-used writes); everything else is the same.
+
+Budget = episodes of experience: the adaptation curve is the mean return of episode
+`b + 1` of a trial on held-out tasks, `b = 0..K` (row b: after b episodes on the task).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from agents.advantages import gae, normalize
+from agents.optim import ppo_loss
+from agents.policies import check_head, make_recurrent_policy
+from agents.sampler import RecurrentActor, Trajectories, TrialBatch, make_batched_env, rollout
+from metarl.errors import UsageError
+from metarl.seeding import make_generator, seeded
+
+
+@dataclass
+class RL2Config:
+    policy: Literal["gru", "memory"] = "gru"
+    """Recurrent core: RL²'s GRU, or the memory-augmented policy (external memory)."""
+    head: Literal["auto", "categorical", "gaussian"] = "auto"
+    """Action distribution; auto picks categorical for Discrete and Gaussian for Box actions."""
+    hidden_size: int = 256
+    """GRU units (RL²: 256), or the memory controller's units."""
+    memory_slots: int = 64
+    """Memory policy: rows of the external memory."""
+    memory_width: int = 32
+    """Memory policy: width of a memory row."""
+    init_std: float = 1.0
+    """Gaussian head: initial standard deviation."""
+    episodes_per_trial: int = 10
+    """n: episodes per trial (the hidden state lives across them)."""
+    trials_per_task: int = 1
+    """Parallel trials (env copies) per training task."""
+    horizon: int | None = None
+    """Episode length: tensor tasks use task.horizon (this must match it if set); MuJoCo
+    tasks end episodes after this many steps (default 200)."""
+    gamma: float = 0.99
+    """Discount over the whole trial."""
+    gae_lambda: float = 0.95
+    """GAE lambda (along the trial)."""
+    reward_scale: float = 1.0
+    """Rewards are multiplied by this for the update only (metrics stay unscaled)."""
+    outer_lr: float = 3e-4
+    """Adam step size."""
+    ppo_epochs: int = 4
+    """Passes over the batch of trials per meta-step."""
+    minibatches: int = 1
+    """Minibatches of trials per PPO epoch (at most one trial each)."""
+    clip_eps: float = 0.2
+    """PPO clipping epsilon."""
+    value_coef: float = 0.5
+    """Weight of the value loss."""
+    entropy_coef: float = 0.01
+    """Weight of the entropy bonus."""
+    max_grad_norm: float = 1.0
+    """Clip the global gradient norm to this (0: no clipping)."""
+    normalize_advantages: bool = True
+    """Standardise advantages over the batch (valid steps only)."""
+    eval_trials_per_task: int = 1
+    """Trials per held-out task in the adaptation curve (their returns are averaged)."""
+    eval_deterministic: bool = False
+    """Evaluate with the policy's mode instead of sampling (RL² evaluates stochastically)."""
+
+
+class RL2:
+    """RL² learner (`policy: gru`) and memory-augmented policy learner (`policy: memory`)."""
+
+    metric = "return"
+    higher_is_better = True
+    budget_name = "episodes"
+
+    def __init__(self, cfg: RL2Config, distribution: Any, policy: Any, device, seed: int):
+        self.cfg, self.distribution, self.device = cfg, distribution, torch.device(device)
+        self.policy = policy.to(self.device)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.outer_lr)
+        self.headline_budget = cfg.episodes_per_trial - 1
+        self.train_gen = make_generator(seed, "rl2/train", self.device)
+        self.eval_gen = make_generator(seed, "rl2/eval", self.device)
+        self._envs: dict[tuple[int, int], Any] = {}
+        self.discrete = None
+
+    # -- experience -------------------------------------------------------------------------
+    def _env(self, num_tasks: int, copies: int) -> Any:
+        key = (num_tasks, copies)
+        if key not in self._envs:
+            env = make_batched_env(
+                self.distribution, num_tasks, copies, self.device, self.cfg.horizon
+            )
+            self._envs[key] = env
+        return self._envs[key]
+
+    def _play(self, tasks: Any, episodes: int, copies: int, gen, deterministic=False):
+        env = self._env(tasks.num_tasks, copies)
+        self.discrete = env.discrete
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen, device=gen.device))
+        self.policy.eval()
+        actor = RecurrentActor(self.policy, gen, deterministic)
+        return rollout(env, tasks, actor, episodes, seed)
+
+    # -- the outer update -------------------------------------------------------------------
+    def _advantages(self, tb: TrialBatch) -> tuple[Tensor, Tensor]:
+        """GAE over each trial `[B, L]`; `done` only at the trial's last valid step."""
+        mask = tb.mask
+        last = (mask.sum(1).long() - 1).clamp(min=0)
+        trial_end = torch.zeros_like(mask).scatter_(1, last[:, None], 1.0)
+        values = tb.values * mask
+        adv = gae(
+            tb.rewards * self.cfg.reward_scale,
+            values,
+            trial_end,
+            self.cfg.gamma,
+            self.cfg.gae_lambda,
+            dim=1,
+        )
+        adv = adv * mask
+        return adv, adv + values
+
+    def _ppo(self, tb: TrialBatch) -> dict[str, float]:
+        c = self.cfg
+        adv, returns = self._advantages(tb)
+        if c.normalize_advantages:
+            adv = normalize(adv, tb.mask)
+        prev = tb.previous(bool(self.discrete))
+        b = tb.mask.shape[0]
+        chunks = min(c.minibatches, b)  # a small meta-batch gets fewer minibatches
+        self.policy.train()
+        sums: dict[str, float] = {}
+        count = 0
+        for _ in range(c.ppo_epochs):
+            perm = torch.randperm(b, generator=self.train_gen, device=self.train_gen.device)
+            for idx in perm.to(self.device).chunk(chunks):
+
+                def tm(x: Tensor, i: Tensor = idx) -> Tensor:  # time-major [L, b, ...]
+                    return x[i].transpose(0, 1)
+
+                dist, values, _ = self.policy(
+                    tm(tb.obs), *(tm(x) for x in prev), self.policy.initial_state(len(idx))
+                )
+                terms = ppo_loss(
+                    dist.log_prob(tm(tb.actions)),
+                    tm(tb.log_probs),
+                    tm(adv),
+                    c.clip_eps,
+                    tm(tb.mask),
+                    values=values,
+                    returns=tm(returns),
+                    entropy=dist.entropy(),
+                    value_coef=c.value_coef,
+                    entropy_coef=c.entropy_coef,
+                )
+                self.optimizer.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                if c.max_grad_norm > 0:
+                    norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
+                    terms["grad_norm"] = norm
+                self.optimizer.step()
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                count += 1
+        return {k: v / count for k, v in sums.items()}
+
+    # -- learner contract -------------------------------------------------------------------
+    def meta_step(self, tasks: Any) -> dict[str, float]:
+        """Play one trial per copy on each task, then PPO epochs over the trials."""
+        c = self.cfg
+        traj = self._play(tasks, c.episodes_per_trial, c.trials_per_task, self.train_gen)
+        metrics = self._ppo(traj.trials())
+        returns = traj.returns_by_episode_index()  # [T, n]
+        metrics["trial_return"] = float(returns.sum(1).mean())
+        metrics["first_episode_return"] = float(returns[:, 0].mean())
+        metrics["last_episode_return"] = float(returns[:, -1].mean())
+        metrics["env_steps"] = float(traj.env_steps)
+        return metrics
+
+    def adapt(self, tasks: Any, budget: int) -> Trajectories:
+        """A trial of `budget + 1` episodes: `budget` of experience, then the evaluated one."""
+        if budget < 0:
+            raise UsageError(f"budget must be >= 0 episodes, got {budget}")
+        c = self.cfg
+        return self._play(
+            tasks, budget + 1, c.eval_trials_per_task, self.eval_gen, c.eval_deterministic
+        )
+
+    def evaluate(self, adapted: Trajectories, tasks: Any) -> Tensor:
+        """Return of the trial's last episode per task `[T]` (mean over its trials)."""
+        return adapted.returns_by_episode_index()[:, -1]
+
+    def adaptation_curve(self, tasks: Any, max_budget: int) -> Tensor:
+        """`[max_budget + 1, T]`: row b = mean return of episode b + 1, all in one trial."""
+        return self.adapt(tasks, max_budget).returns_by_episode_index().T
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generators": {"train": self.train_gen.get_state(), "eval": self.eval_gen.get_state()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.train_gen.set_state(state["generators"]["train"])
+        self.eval_gen.set_state(state["generators"]["eval"])
+
+
+def check_config(cfg: RL2Config) -> None:
+    """One-line `UsageError`s for settings that cannot work."""
+    ints = {
+        "episodes_per_trial": cfg.episodes_per_trial,
+        "trials_per_task": cfg.trials_per_task,
+        "eval_trials_per_task": cfg.eval_trials_per_task,
+        "hidden_size": cfg.hidden_size,
+        "ppo_epochs": cfg.ppo_epochs,
+        "minibatches": cfg.minibatches,
+    }
+    for name, value in ints.items():
+        if value < 1:
+            raise UsageError(f"learner.{name} must be >= 1, got {value}")
+    if cfg.horizon is not None and cfg.horizon < 1:
+        raise UsageError(f"learner.horizon must be >= 1 steps (or null), got {cfg.horizon}")
+    for name in ("gamma", "gae_lambda"):
+        if not 0.0 <= getattr(cfg, name) <= 1.0:
+            raise UsageError(f"learner.{name} must be in [0, 1], got {getattr(cfg, name)}")
+    if not 0.0 < cfg.clip_eps < 1.0:
+        raise UsageError(f"learner.clip_eps must be in (0, 1), got {cfg.clip_eps}")
+    if cfg.outer_lr <= 0 or cfg.reward_scale <= 0 or cfg.init_std <= 0:
+        raise UsageError("learner.outer_lr, reward_scale and init_std must be > 0")
+
+
+def build_rl2(cfg: RL2Config, distribution: Any, device: torch.device, seed: int) -> RL2:
+    check_config(cfg)
+    if not (hasattr(distribution, "make_env") or hasattr(distribution, "env_id")):
+        raise UsageError(
+            f"learner.kind rl2 is recurrent over trials of episodes, but the task "
+            f"({type(distribution).__name__}) has no environment to play episodes in; use an "
+            "RL task: bandit, tabular_mdp, navigation2d, gridworld, cartpole, pendulum, MuJoCo"
+        )
+    probe = make_batched_env(distribution, 1, 1, "cpu", cfg.horizon)
+    obs_space, act_space = probe.observation_space, probe.action_space
+    probe.close()
+    try:
+        head = check_head(cfg.head, act_space)
+    except UsageError as err:
+        raise UsageError(f"learner.head: {err}") from None
+    kwargs: dict[str, Any] = {"hidden_size": cfg.hidden_size, "init_std": cfg.init_std}
+    if cfg.policy == "memory":
+        kwargs.update(slots=cfg.memory_slots, width=cfg.memory_width)
+    with seeded(seed, "model"):
+        policy = make_recurrent_policy(
+            obs_space, act_space, "gru" if cfg.policy == "gru" else "memory", head, **kwargs
+        )
+    return RL2(cfg, distribution, policy, device, seed)

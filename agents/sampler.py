@@ -1,0 +1,411 @@
+"""The rollout sampler shared by every meta-RL learner (RL², memory policies, MAML-RL).
+
+    env    = make_batched_env(distribution, num_tasks=T, envs_per_task=C, device=device)
+    actor  = RecurrentActor(policy, generator)        # or MLPActor / your own `Actor`
+    traj   = rollout(env, tasks, actor, num_episodes=n, seed=s)   # Trajectories [T, C*n, H]
+
+Layout. The env holds `N = T * C` copies, task-major (copy `i` plays task `i // C`). Each
+copy plays `n` episodes in a row on its task; those `n` episodes are one *trial*. The result
+is `[T, E, H, ...]` with `E = C * n` episodes per task, ordered copy-major (episode `e` of
+task `t` is episode `e % n` of copy `t * C + e // n`), and `H` the episode horizon.
+
+Reset contract (what resets what, and when):
+- A call to `rollout` is a trial boundary for every copy: the env is reset with the tasks
+  and `seed`, the actor's state is set to `actor.initial_state(N)` and the previous action,
+  reward and done fed to the actor are "none" (action `-1` for discrete actions, zeros for
+  continuous ones), 0 and 0. Nothing inside a call resets the actor's state.
+- An episode ends at the step whose `terminated | truncated` is true (`dones[..., h] = 1`);
+  the copy starts its next episode on the same task at once (same-step autoreset; for
+  MuJoCo the sampler resets that copy). The next actor input carries the finished step's
+  action and reward and `prev_done = 1`, so a recurrent actor knows an episode ended and
+  keeps its memory of the task.
+- An episode that ends before `H` steps leaves padding: `mask = 0`, zeros elsewhere.
+  `terminated` marks absorbing ends (no bootstrap). Truncated ends are not bootstrapped
+  either (the MAML-RL / RL² convention; the final observation is not kept).
+- Copies that finished their `n` episodes keep stepping in tensor envs (they cannot pause;
+  their data is dropped) and stay frozen in MuJoCo envs.
+
+Steps and devices. Each env step is ONE call of the actor on all `N` copies. Tensor envs
+(`envs.tensor`) live on `device` with the policy, so the whole loop stays on the device;
+MuJoCo envs (`envs.mujoco.BatchedMujocoEnv`) step on the CPU and only observations,
+actions and rewards cross. Observations are flattened to `[N, obs_dim]` float32.
+
+Randomness: env noise comes from `seed` (copy `i` is seeded `seed + i`, as in Gymnasium's
+vector envs); action noise only from the actor's `torch.Generator`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import gymnasium
+import torch
+from torch import Tensor
+from torch.distributions import Categorical, Distribution, Independent, Normal
+
+from metarl.errors import UsageError
+
+# ---------------------------------------------------------------------------------------------
+# Environments: one small adapter over the two env kinds.
+
+
+class BatchedEnv:
+    """`N = num_tasks * envs_per_task` copies of one family, torch in/out on `device`.
+
+    `reset(tasks, seed) -> obs [N, obs_dim]` starts a trial (new tasks, every copy).
+    `step(actions, restart) -> (obs [N, obs_dim], reward [N], terminated [N], truncated [N])`;
+    a copy whose episode ends starts the next one in the same call where `restart` `[N]` is
+    true (always, for tensor envs) -- the returned obs row is then its next first observation.
+    """
+
+    def __init__(self, env: Any, num_tasks: int, envs_per_task: int, horizon: int, device: Any):
+        self.env, self.num_tasks, self.envs_per_task = env, num_tasks, envs_per_task
+        self.num_envs = num_tasks * envs_per_task
+        self.horizon, self.device = horizon, torch.device(device)
+        self.observation_space: gymnasium.Space = env.single_observation_space
+        self.action_space: gymnasium.Space = env.single_action_space
+        self.discrete = isinstance(self.action_space, gymnasium.spaces.Discrete)
+        self.obs_dim = int(math.prod(self.observation_space.shape))
+        self.is_tensor = not hasattr(env, "models")  # BatchedMujocoEnv holds MuJoCo models
+
+    def _obs(self, obs: Any) -> Tensor:
+        obs = torch.as_tensor(obs, device=self.device, dtype=torch.float32)
+        return obs.reshape(self.num_envs, self.obs_dim)
+
+    def reset(self, tasks: Any, seed: int | None) -> Tensor:
+        key = "tasks" if self.is_tensor else "task"
+        obs, _ = self.env.reset(seed=seed, options={key: tasks})
+        return self._obs(obs)
+
+    def step(self, actions: Tensor, restart: Tensor | None = None) -> tuple[Tensor, ...]:
+        if self.is_tensor:
+            obs, reward, term, trunc, _ = self.env.step(actions)
+            return self._obs(obs), reward.float(), term, trunc
+        obs, reward, term, trunc, _ = self.env.step(actions.detach().cpu().double().numpy())
+        done = term | trunc
+        if restart is not None:
+            done &= restart.cpu().numpy()
+        if done.any():
+            obs, _ = self.env.reset(options={"reset_mask": done})
+        dev = self.device
+        return (
+            self._obs(obs),
+            torch.as_tensor(reward, dtype=torch.float32, device=dev),
+            torch.as_tensor(term, device=dev),
+            torch.as_tensor(trunc, device=dev),
+        )
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def make_batched_env(
+    distribution: Any,
+    num_tasks: int,
+    envs_per_task: int = 1,
+    device: torch.device | str = "cpu",
+    horizon: int | None = None,
+) -> BatchedEnv:
+    """A `BatchedEnv` of `num_tasks * envs_per_task` copies for a task distribution.
+
+    Tensor families (`distribution.make_env`): the env lives on `device` and its episode
+    length is the distribution's `horizon` (`horizon`, if given, must equal it). MuJoCo
+    families (`distribution.env_id`): a `BatchedMujocoEnv` on the CPU with
+    `max_episode_steps = horizon` (default 200, as MAML / ProMP).
+    """
+    if horizon is not None and (not isinstance(horizon, int) or horizon < 1):
+        raise UsageError(f"horizon must be an integer >= 1, got {horizon!r}")
+    if hasattr(distribution, "make_env"):
+        own = int(distribution.horizon)
+        if horizon is not None and horizon != own:
+            raise UsageError(
+                f"horizon {horizon} differs from the task's episode length {own}; "
+                f"set task.horizon={horizon} instead"
+            )
+        env = distribution.make_env(num_tasks, envs_per_task, device=device)
+        return BatchedEnv(env, num_tasks, envs_per_task, own, device)
+    if hasattr(distribution, "env_id"):
+        from envs.mujoco.batched import BatchedMujocoEnv
+
+        h = 200 if horizon is None else horizon
+        env = BatchedMujocoEnv(distribution.env_id, num_tasks * envs_per_task, h)
+        return BatchedEnv(env, num_tasks, envs_per_task, h, device)
+    raise UsageError(
+        f"{type(distribution).__name__} has no environment (no make_env or env_id): "
+        "meta-RL learners need an RL task such as bandit, tabular_mdp, navigation2d, "
+        "gridworld or a MuJoCo family"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Actors: one batched policy call per env step.
+
+
+@dataclass(frozen=True)
+class ActorOutput:
+    """action `[N]` int64 or `[N, A]` float; log_prob `[N]`; value `[N]`; state: next state."""
+
+    action: Tensor
+    log_prob: Tensor
+    value: Tensor
+    state: Any
+
+
+class Actor(Protocol):
+    """What `rollout` calls. `obs [N, obs_dim]`, `prev_action [N]` (int, `-1` = none) or
+    `[N, A]`, `prev_reward [N]`, `prev_done [N]` float. Stateless actors return `None`
+    state. Copies are task-major (`N = T * C`), so per-task parameters (MAML-RL) can
+    reshape to `[T, C, ...]` for one vmapped forward."""
+
+    def initial_state(self, num_envs: int) -> Any: ...
+
+    def __call__(
+        self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, prev_done: Tensor, state: Any
+    ) -> ActorOutput: ...
+
+
+def sample_action(
+    dist: Distribution, generator: torch.Generator | None, deterministic: bool = False
+) -> Tensor:
+    """Draw from a categorical or independent-Gaussian policy output with an explicit generator.
+
+    `deterministic` takes the mode (argmax / mean). Categorical: `[B]` int64; Gaussian `[B, A]`.
+    """
+    if isinstance(dist, Categorical):
+        if deterministic:
+            return dist.logits.argmax(-1)
+        probs = dist.probs.reshape(-1, dist.probs.shape[-1])
+        return torch.multinomial(probs, 1, generator=generator).view(dist.probs.shape[:-1])
+    base = dist.base_dist if isinstance(dist, Independent) else dist
+    if not isinstance(base, Normal):
+        raise UsageError(f"cannot sample a {type(dist).__name__}; expected Categorical or Normal")
+    if deterministic:
+        return base.loc.detach()
+    noise = torch.randn(
+        base.loc.shape, generator=generator, device=base.loc.device, dtype=base.loc.dtype
+    )
+    return (base.loc + base.scale * noise).detach()
+
+
+class RecurrentActor:
+    """A `RecurrentPolicy` / `MemoryPolicy` as an `Actor` (no gradient)."""
+
+    def __init__(self, policy: Any, generator: torch.Generator | None, deterministic=False):
+        self.policy, self.generator, self.deterministic = policy, generator, deterministic
+
+    def initial_state(self, num_envs: int) -> Any:
+        return self.policy.initial_state(num_envs)
+
+    @torch.no_grad()
+    def __call__(self, obs, prev_action, prev_reward, prev_done, state) -> ActorOutput:
+        dist, value, state = self.policy.step(obs, prev_action, prev_reward, prev_done, state)
+        action = sample_action(dist, self.generator, self.deterministic)
+        return ActorOutput(action, dist.log_prob(action), value, state)
+
+
+class MLPActor:
+    """An MLP policy (`obs -> dist`) as an `Actor`; `value_fn(obs) -> [N]` or zeros."""
+
+    def __init__(self, policy: Any, generator, value_fn=None, deterministic: bool = False):
+        self.policy, self.generator, self.value_fn = policy, generator, value_fn
+        self.deterministic = deterministic
+
+    def initial_state(self, num_envs: int) -> None:
+        return None
+
+    @torch.no_grad()
+    def __call__(self, obs, prev_action, prev_reward, prev_done, state) -> ActorOutput:
+        dist = self.policy(obs)
+        action = sample_action(dist, self.generator, self.deterministic)
+        value = self.value_fn(obs) if self.value_fn is not None else obs.new_zeros(obs.shape[0])
+        return ActorOutput(action, dist.log_prob(action), value, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Trajectories and the rollout loop.
+
+
+@dataclass(frozen=True)
+class Trajectories:
+    """Experience of `T` tasks, `E` episodes per task, horizon `H` (see the module docstring).
+
+    obs `[T, E, H, obs_dim]` (the actor's input at each step); actions `[T, E, H]` int64 or
+    `[T, E, H, A]`; rewards, log_probs, values `[T, E, H]` float; dones `[T, E, H]` float,
+    1 at the last step of each episode (terminated or truncated); terminated `[T, E, H]`
+    bool (absorbing end); mask `[T, E, H]` float, 1 = a real step; trial_starts `[T, E]`
+    bool, true for the first episode of each trial (every `episodes_per_trial`-th).
+    env_steps: env steps taken by the call (all copies, dropped ones included).
+    """
+
+    obs: Tensor
+    actions: Tensor
+    rewards: Tensor
+    dones: Tensor
+    terminated: Tensor
+    mask: Tensor
+    log_probs: Tensor
+    values: Tensor
+    trial_starts: Tensor
+    episodes_per_trial: int
+    env_steps: int
+
+    @property
+    def num_tasks(self) -> int:
+        return self.rewards.shape[0]
+
+    @property
+    def num_episodes(self) -> int:
+        return self.rewards.shape[1]
+
+    @property
+    def horizon(self) -> int:
+        return self.rewards.shape[2]
+
+    def episode_returns(self) -> Tensor:
+        """Undiscounted return of each episode `[T, E]`."""
+        return (self.rewards * self.mask).sum(-1)
+
+    def returns_by_episode_index(self) -> Tensor:
+        """Mean return of the i-th episode of a trial over the task's trials `[T, n]`."""
+        t, e = self.rewards.shape[:2]
+        n = self.episodes_per_trial
+        return self.episode_returns().view(t, e // n, n).mean(1)
+
+    def trials(self) -> TrialBatch:
+        """The experience as one sequence per trial, padding moved to the end of it.
+
+        Row `b = t * C + c` is copy `c` of task `t`; each field is `[B, L]` (obs `[B, L, D]`)
+        with `L = n * H`. The valid steps of a trial keep their order and come first, so a
+        recurrent policy run over `[L]` sees exactly what it saw while acting.
+        """
+        t, e, h = self.rewards.shape
+        n = self.episodes_per_trial
+        b, length = t * e // n, n * h
+
+        def seq(x: Tensor) -> Tensor:
+            return x.reshape(b, length, *x.shape[3:])
+
+        mask = seq(self.mask)
+        # Stable sort puts valid steps first in time order (a no-op without padding).
+        order = torch.sort((mask == 0).to(torch.int8), dim=1, stable=True).indices
+
+        def pack(x: Tensor) -> Tensor:
+            x = seq(x)
+            idx = order.view(b, length, *([1] * (x.dim() - 2))).expand_as(x)
+            return x.gather(1, idx)
+
+        return TrialBatch(
+            obs=pack(self.obs),
+            actions=pack(self.actions),
+            rewards=pack(self.rewards),
+            dones=pack(self.dones),
+            terminated=pack(self.terminated),
+            mask=pack(self.mask),
+            log_probs=pack(self.log_probs),
+            values=pack(self.values),
+        )
+
+
+@dataclass(frozen=True)
+class TrialBatch:
+    """Trials as sequences `[B, L, ...]` (B = T * C trials, L = n * H steps, padding last)."""
+
+    obs: Tensor
+    actions: Tensor
+    rewards: Tensor
+    dones: Tensor
+    terminated: Tensor
+    mask: Tensor
+    log_probs: Tensor
+    values: Tensor
+
+    def previous(self, discrete: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """The recurrent inputs `(prev_action, prev_reward, prev_done)`, `[B, L(, A)]`: each
+        field shifted by one step, "none" / 0 / 0 at the start of the trial (as in `rollout`)."""
+        if discrete:
+            first = torch.full_like(self.actions[:, :1], -1)
+        else:
+            first = torch.zeros_like(self.actions[:, :1])
+        prev_action = torch.cat([first, self.actions[:, :-1]], 1)
+        prev_reward = torch.cat([torch.zeros_like(self.rewards[:, :1]), self.rewards[:, :-1]], 1)
+        prev_done = torch.cat([torch.zeros_like(self.dones[:, :1]), self.dones[:, :-1]], 1)
+        return prev_action, prev_reward, prev_done
+
+
+def rollout(
+    env: BatchedEnv,
+    tasks: Any,
+    actor: Actor,
+    num_episodes: int,
+    seed: int | None = None,
+) -> Trajectories:
+    """Play one trial of `num_episodes` episodes on every copy of `env`, set to `tasks`.
+
+    tasks: a batch of `env.num_tasks` tasks. Returns `Trajectories` `[T, C * n, H, ...]`.
+    At most `n * H` env steps per copy; stops early once every copy has finished its trial.
+    """
+    if not isinstance(num_episodes, int) or num_episodes < 1:
+        raise UsageError(f"num_episodes must be an integer >= 1, got {num_episodes!r}")
+    n, h, num, dev = num_episodes, env.horizon, env.num_envs, env.device
+    obs = env.reset(tasks, seed)
+    state = actor.initial_state(num)
+    if env.discrete:
+        prev_action = torch.full((num,), -1, dtype=torch.int64, device=dev)
+    else:
+        prev_action = torch.zeros(num, *env.action_space.shape, device=dev)
+    prev_reward = torch.zeros(num, device=dev)
+    prev_done = torch.zeros(num, device=dev)
+    ep = torch.zeros(num, dtype=torch.int64, device=dev)  # episode index inside the trial
+    t = torch.zeros(num, dtype=torch.int64, device=dev)  # step inside the episode
+    steps: list[tuple[Tensor, ...]] = []
+    check_every = max(h, 32)  # an all-finished check is a device sync: not every step
+    for k in range(n * h):
+        out = actor(obs, prev_action, prev_reward, prev_done, state)
+        live = ep < n
+        restart = (ep + 1 < n) if not env.is_tensor else None
+        next_obs, reward, term, trunc = env.step(out.action, restart)
+        done = term | trunc | (t + 1 >= h)
+        steps.append((obs, out.action, reward, done, term, out.log_prob, out.value, ep, t, live))
+        obs, state = next_obs, out.state
+        prev_action, prev_reward, prev_done = out.action, reward, done.float()
+        t = torch.where(done, 0, t + 1)
+        ep = ep + done.long()
+        if (k + 1) % check_every == 0 and k + 1 < n * h and bool((ep >= n).all()):
+            break
+    return _assemble(steps, env, n)
+
+
+def _assemble(steps: list[tuple[Tensor, ...]], env: BatchedEnv, n: int) -> Trajectories:
+    """Scatter the per-step records `[K, N]` into `[T, C * n, H]` at (copy, episode, step)."""
+    fields = [torch.stack(x) for x in zip(*steps, strict=True)]  # each [K, N, ...]
+    obs, act, rew, done, term, logp, val, ep, t, live = fields
+    num, h, dev = env.num_envs, env.horizon, env.device
+    copy = torch.arange(num, device=dev).expand_as(ep)
+    sel = live.nonzero(as_tuple=True)
+    idx = (copy[sel], ep[sel], t[sel])
+
+    def put(x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+        buf = torch.zeros(num, n, h, *x.shape[2:], dtype=dtype or x.dtype, device=dev)
+        buf[idx] = x[sel].to(buf.dtype)
+        tt, c = env.num_tasks, env.envs_per_task
+        return buf.view(tt, c * n, h, *x.shape[2:])
+
+    mask = put(torch.ones_like(rew))
+    trial_starts = (torch.arange(env.envs_per_task * n, device=dev) % n == 0).expand(
+        env.num_tasks, -1
+    )
+    return Trajectories(
+        obs=put(obs),
+        actions=put(act),
+        rewards=put(rew),
+        dones=put(done, torch.float32),
+        terminated=put(term),
+        mask=mask,
+        log_probs=put(logp),
+        values=put(val),
+        trial_starts=trial_starts.clone(),
+        episodes_per_trial=n,
+        env_steps=len(steps) * num,
+    )
