@@ -71,7 +71,7 @@ def omniglot_rows(configs, minutes: float, runs: Path, episodes: int) -> list[di
             "--no-progress",
         )
         seconds, peak = run(train)
-        trained = json.loads((run_dir / "results.json").read_text())
+        trained = json.loads((ROOT / run_dir / "results.json").read_text())
         for ways, shots, paper in settings:
             out = run_dir / f"test_{ways}w{shots}s.json"
             ev = metarl(
@@ -85,7 +85,7 @@ def omniglot_rows(configs, minutes: float, runs: Path, episodes: int) -> list[di
                 str(out),
             )
             run(ev)
-            res = json.loads(out.read_text())
+            res = json.loads((ROOT / out).read_text())
             rows.append(
                 {
                     "method": trained["name"].split("_")[1],
@@ -115,7 +115,7 @@ def sinusoid_rows(runs: Path, minutes: float) -> list[dict]:
         "--no-progress",
     )
     seconds, peak = run(cmd)
-    res = json.loads((run_dir / "results.json").read_text())
+    res = json.loads((ROOT / run_dir / "results.json").read_text())
     curve = res["curve"]
     return [
         {
@@ -143,7 +143,12 @@ def maml_step_rows(repeats: int) -> list[dict]:
 
 
 def markdown(result: dict) -> str:
-    lines = [f"Command: `{result['command']}` ({result['date']}, {result['machine']})", ""]
+    lines = [
+        f"Written by `python scripts/bench_fewshot.py` ({result['date']}, {result['machine']}); "
+        "a section re-runs alone with `--only SECTION` and each row names the commands that "
+        "reproduce it.",
+        "",
+    ]
     if result.get("omniglot"):
         lines += [
             "## Omniglot, Vinyals split, test accuracy over 1000 episodes",
@@ -205,7 +210,7 @@ def main() -> None:
     p.add_argument("--out", default="results/fewshot.json")
     p.add_argument("--md", default="results/fewshot.md")
     args = p.parse_args()
-    only, runs = set(args.only.split(",")), ROOT / args.runs
+    only, runs = set(args.only.split(",")), Path(args.runs)  # relative to ROOT, the cwd of runs
     result = {
         "command": shlex.join(["python", "scripts/bench_fewshot.py", *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d"),
