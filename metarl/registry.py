@@ -37,6 +37,8 @@ DISTRIBUTIONS: dict[str, str] = {
 LEARNERS: dict[str, str] = {
     "maml": "metarl.fewshot.maml:MAMLConfig:build_maml",
     "protonet": "metarl.fewshot.protonet:ProtoNetConfig:build_protonet",
+    "rl2": "agents.rl2:RL2Config:build_rl2",
+    "maml_rl": "agents.maml_rl:MAMLRLConfig:build_maml_rl",
 }
 
 

@@ -21,6 +21,12 @@ TINY = [
 ]
 
 
+# Smaller experience per task for the meta-RL learners, and short MuJoCo episodes: the point
+# here is that every config builds, trains, evaluates and writes its run directory.
+TINY_LEARNER = {"rl2": ["learner.episodes_per_trial=2"], "maml_rl": ["learner.episodes_per_task=2"]}
+MUJOCO_TASKS = {"slope", "terrain", "half_cheetah_vel", "half_cheetah_dir", "ant_dir", "ant_goal"}
+
+
 def test_every_shipped_config_validates():
     names = shipped_configs()
     assert {"demo", "sinusoid_maml", "omniglot_maml_5w1s", "omniglot_protonet_20w5s"} <= set(names)
@@ -31,10 +37,13 @@ def test_every_shipped_config_validates():
 
 @pytest.mark.parametrize("name", shipped_configs())
 def test_tiny_run_of_shipped_config(name, tmp_path, request, capsys):
-    extra = []
-    if load_config(name).task["kind"] == "omniglot":
+    cfg = load_config(name)
+    extra = list(TINY_LEARNER.get(cfg.learner["kind"], []))
+    if cfg.task["kind"] in MUJOCO_TASKS:
+        extra.append("learner.horizon=10")
+    if cfg.task["kind"] == "omniglot":
         omniglot_dir = request.getfixturevalue("omniglot_dir")
-        extra = [f"task.data_dir={omniglot_dir}", "task.queries=2", "task.train_ways=5"]
+        extra += [f"task.data_dir={omniglot_dir}", "task.queries=2", "task.train_ways=5"]
     rc = main(["train", name, *TINY, *extra, "--run-dir", str(tmp_path), "--no-progress"])
     out = capsys.readouterr()
     assert rc == 0, out.err

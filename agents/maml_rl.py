@@ -1,0 +1,550 @@
+"""MAML-RL (Finn et al. 2017) with a TRPO or a ProMP (Rothfuss et al. 2019) outer step.
+
+    theta        = the policy's parameters (one set, shared by all tasks)
+    support_0    = rollout(theta)                             # [T, E, H] per task
+    theta'_t     = theta - inner_lr * grad L_pg(theta; support_t)   # metarl.inner_loop
+    query        = rollout(theta'_t)
+    outer step   : TRPO on the query surrogate of theta'(theta) (CG on Fisher-vector products
+                   through the adaptation, backtracking under a KL bound), or ProMP (clipped
+                   surrogate + a KL penalty on the inner step, several Adam steps).
+
+Per-task parameters. The inner loop runs on parameters expanded to `[T, ...]` and a loss that
+is the *sum* of the per-task losses, so the gradient for task t's copy is task t's own
+gradient: the shared `metarl.inner_loop.gradient_step` adapts every task at once, unchanged
+(the same trick as few-shot MAML's `task_batching: vmap`; tested equal to a loop). The
+policy is applied to `[T, ...]` parameters in one batched call (`policy_dist`), so each env
+step of a rollout is one forward for all tasks (`PerTaskActor`, an `agents.sampler.Actor`).
+
+Inner losses (per task, masked mean over the task's valid steps, advantages from the linear
+feature baseline): `reinforce` `-mean(logp * A)`; `lvc` (ProMP) `-mean(pi/pi_sample * A)`,
+which equals `agents.optim.lvc_loss` at the sampling parameters and stays importance-weighted
+while ProMP's Adam steps move theta.
+
+Budget = inner steps. The adaptation curve rolls out the policy after 0..K steps; the
+episodes of step k are both row k of the curve and the support of step k + 1 (as MAML-RL).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from gymnasium import spaces
+from torch import Tensor, nn
+from torch.distributions import Categorical, Distribution, Independent, Normal, kl_divergence
+
+from agents.advantages import discounted_returns, gae, linear_feature_baseline, normalize
+from agents.optim import adapt_kl_coeff, detach_distribution, promp_loss, trpo_step
+from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, make_mlp_policy
+from agents.sampler import ActorOutput, BatchedEnv, make_batched_env, rollout, sample_action
+from metarl import inner_loop
+from metarl.errors import NonFiniteError, UsageError
+from metarl.inner_loop import Params, forward, named_params
+from metarl.seeding import make_generator, seeded
+
+
+@dataclass
+class MAMLRLConfig:
+    hidden: list[int] = field(default_factory=lambda: [100, 100])
+    """Policy MLP hidden sizes (MAML: 100-100 ReLU)."""
+    activation: Literal["relu", "tanh"] = "relu"
+    """Hidden activation of the policy."""
+    head: Literal["auto", "gaussian", "categorical"] = "auto"
+    """Action distribution; auto matches the action space."""
+    init_std: float = 1.0
+    """Initial standard deviation of a Gaussian policy."""
+    episodes_per_task: int = 20
+    """Episodes per task per rollout (support and query each)."""
+    horizon: int | None = None
+    """Episode length; None keeps the task's own (navigation: task.horizon; MuJoCo: 200)."""
+    gamma: float = 0.99
+    """Discount."""
+    gae_lambda: float = 1.0
+    """GAE lambda (1: discounted return minus the linear baseline, as MAML-RL)."""
+    normalize_advantages: bool = True
+    """Normalise advantages per task."""
+    inner_loss: Literal["reinforce", "lvc"] = "reinforce"
+    """Inner surrogate: vanilla policy gradient (MAML) or ProMP's low-variance curvature."""
+    inner_lr: float = 0.1
+    """Inner-loop step size."""
+    adapt_steps: int = 1
+    """Inner steps during meta-training (each samples fresh support)."""
+    eval_adapt_steps: int = 1
+    """Inner steps at which the headline return is read off the curve."""
+    first_order: bool = False
+    """Drop the second-order terms of the meta-gradient."""
+    outer: Literal["trpo", "promp"] = "trpo"
+    """Outer update."""
+    max_kl: float = 0.01
+    """TRPO: KL bound of the outer step."""
+    cg_iters: int = 10
+    """TRPO: conjugate-gradient iterations."""
+    cg_damping: float = 1e-5
+    """TRPO: damping added to the Fisher-vector products."""
+    backtrack_ratio: float = 0.8
+    """TRPO: line-search shrink factor."""
+    max_backtracks: int = 15
+    """TRPO: line-search steps."""
+    outer_lr: float = 1e-3
+    """ProMP: Adam step size."""
+    promp_steps: int = 5
+    """ProMP: Adam steps per meta-iteration on the same samples."""
+    clip_eps: float = 0.3
+    """ProMP: clipping range of the outer surrogate."""
+    inner_kl_coeff: float = 5e-4
+    """ProMP: initial penalty on the KL of each inner step."""
+    target_inner_kl: float = 0.01
+    """ProMP: the penalty adapts towards this inner KL (halve / double)."""
+    adaptive_inner_kl: bool = True
+    """ProMP: adapt the penalty; else keep inner_kl_coeff."""
+    task_in_obs: bool = False
+    """Append the task parameters to the observation (the oracle baseline)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# per-task parameters
+
+
+def expand_params(params: Params, num_tasks: int) -> Params:
+    """One parameter set -> `[T, ...]` per task (views: gradients sum back into `params`)."""
+    return {k: v.unsqueeze(0).expand(num_tasks, *v.shape) for k, v in params.items()}
+
+
+def policy_dist(policy: nn.Module, params: Params, obs: Tensor) -> Distribution:
+    """Per-task parameters `[T, ...]` applied to obs `[T, ..., O]`: a distribution `[T, ...]`.
+
+    The MLP policies of `agents.policies` take a batched-matmul path (one `baddbmm` per layer);
+    anything else goes through `torch.func.vmap` of `metarl.inner_loop.forward`. Both give
+    the same numbers (tested); the matmul path is ~25x faster for the per-step forward of a
+    rollout (functional_call and vmap cost ~2 and ~40 ms a call on CPU).
+    """
+    if isinstance(policy, (GaussianMLPPolicy, CategoricalMLPPolicy)):
+        return _mlp_dist(policy, params, obs)
+    return vmap_policy_dist(policy, params, obs)
+
+
+def vmap_policy_dist(policy: nn.Module, params: Params, obs: Tensor) -> Distribution:
+    """`policy_dist` for any policy module: `vmap` over tasks of the functional forward."""
+
+    def head(p: Params, o: Tensor) -> tuple[Tensor, ...]:
+        d = forward(policy, p, o)
+        if isinstance(d, Categorical):
+            return (d.logits,)
+        return (d.base_dist.loc, d.base_dist.scale)
+
+    out = torch.func.vmap(head)(params, obs)
+    return Categorical(logits=out[0]) if len(out) == 1 else Independent(Normal(*out), 1)
+
+
+def _mlp_dist(
+    policy: GaussianMLPPolicy | CategoricalMLPPolicy, params: Params, obs: Tensor
+) -> Distribution:
+    num_tasks, shape = obs.shape[0], obs.shape[1:-1]
+    h = obs.reshape(num_tasks, -1, obs.shape[-1])  # [T, N, O]
+    for i, layer in enumerate(policy.net):
+        if isinstance(layer, nn.Linear):
+            w, b = params[f"net.{i}.weight"], params[f"net.{i}.bias"]  # [T, out, in], [T, out]
+            h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+        else:
+            h = layer(h)
+    out = h.reshape(num_tasks, *shape, h.shape[-1])
+    if isinstance(policy, CategoricalMLPPolicy):
+        return Categorical(logits=out, validate_args=False)
+    log_std = params["log_std"].clamp(min=policy.min_log_std)  # [T, A]
+    std = log_std.exp().view(num_tasks, *([1] * len(shape)), -1).expand_as(out)
+    return Independent(Normal(out, std, validate_args=False), 1, validate_args=False)
+
+
+def task_features(tasks: Any) -> Tensor:
+    """Task parameters as features `[T, P]` float32 (every field of the task dataclass)."""
+    cols = [getattr(tasks, f.name) for f in dataclasses.fields(tasks)]
+    n = tasks.num_tasks
+    return torch.cat([c.reshape(n, -1).float() for c in cols], dim=1)
+
+
+class PerTaskActor:
+    """An `agents.sampler.Actor` for per-task parameters `[T, ...]`: one forward per step.
+
+    Copies are task-major, so obs `[N, O]` reshapes to `[T, C, O]`; `features [T, P]` (the
+    oracle's task parameters) are appended to each copy's observation.
+    """
+
+    def __init__(
+        self,
+        policy: nn.Module,
+        params: Params,
+        generator: torch.Generator,
+        features: Tensor | None = None,
+    ) -> None:
+        self.policy, self.generator, self.features = policy, generator, features
+        self.params = {k: v.detach() for k, v in params.items()}
+        for value in self.params.values():
+            _finite("policy parameters", value)
+        self.num_tasks = next(iter(self.params.values())).shape[0]
+
+    def initial_state(self, num_envs: int) -> None:
+        return None
+
+    @torch.no_grad()
+    def __call__(self, obs, prev_action, prev_reward, prev_done, state) -> ActorOutput:
+        x = add_features(obs.view(self.num_tasks, -1, obs.shape[-1]), self.features)
+        dist = policy_dist(self.policy, self.params, x)
+        action = sample_action(dist, self.generator)
+        logp = dist.log_prob(action).flatten(0, 1)
+        return ActorOutput(action.flatten(0, 1), logp, torch.zeros_like(logp), None)
+
+
+def add_features(obs: Tensor, features: Tensor | None) -> Tensor:
+    """obs `[T, ..., O]` with `features [T, P]` appended: `[T, ..., O + P]` (or obs as is)."""
+    if features is None:
+        return obs
+    f = features.to(obs).view(features.shape[0], *([1] * (obs.dim() - 2)), -1)
+    return torch.cat([obs, f.expand(*obs.shape[:-1], f.shape[-1])], dim=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# losses on processed trajectories
+
+
+@dataclass(frozen=True)
+class RLBatch:
+    """One rollout, ready for the losses. obs `[T, E, H, O]` (the policy's input); actions
+    `[T, E, H(, A)]`; log_probs (at sampling), advantages, mask `[T, E, H]`; returns `[T]`:
+    mean undiscounted episode return per task; env_steps taken."""
+
+    obs: Tensor
+    actions: Tensor
+    log_probs: Tensor
+    advantages: Tensor
+    mask: Tensor
+    returns: Tensor
+    env_steps: int
+
+
+def process(traj: Any, features: Tensor | None, cfg: MAMLRLConfig) -> RLBatch:
+    """Advantages from the per-task linear feature baseline (MAML-RL), normalised per task."""
+    obs = add_features(traj.obs, features)
+    returns = discounted_returns(traj.rewards, traj.dones, cfg.gamma)
+    values = linear_feature_baseline(obs, returns, traj.mask)
+    adv = gae(traj.rewards, values, traj.dones, cfg.gamma, cfg.gae_lambda) * traj.mask
+    if cfg.normalize_advantages:
+        adv = normalize(adv, traj.mask, dims=(1, 2))
+    mean_return = traj.episode_returns().mean(1)
+    return RLBatch(obs, traj.actions, traj.log_probs, adv, traj.mask, mean_return, traj.env_steps)
+
+
+def task_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Masked mean over each task's steps: `[T, E, H] -> [T]`."""
+    m = mask.to(x.dtype)
+    return (x * m).sum((1, 2)) / m.sum((1, 2)).clamp(min=1.0)
+
+
+def ratio(log_prob: Tensor, old_log_prob: Tensor, mask: Tensor) -> Tensor:
+    """`pi / pi_old` `[T, E, H]`, exactly 1 on padding (so exp cannot overflow there)."""
+    return torch.exp(torch.where(mask > 0, log_prob - old_log_prob, 0.0))
+
+
+def inner_loss(
+    policy: nn.Module, params: Params, batch: RLBatch, kind: str, dist: Distribution | None = None
+) -> Tensor:
+    """Sum over tasks of each task's policy-gradient loss at its parameters `[T, ...]`."""
+    dist = policy_dist(policy, params, batch.obs) if dist is None else dist
+    logp = dist.log_prob(batch.actions)
+    if kind == "reinforce":
+        per_step = logp * batch.advantages
+    else:  # lvc: importance-weighted against the sampling policy
+        per_step = ratio(logp, batch.log_probs, batch.mask) * batch.advantages
+    return -task_mean(per_step, batch.mask).sum()
+
+
+def adapt_params(
+    policy: nn.Module, params: Params, supports: list[RLBatch], cfg: MAMLRLConfig
+) -> Params:
+    """Per-task parameters `[T, ...]` after one inner step per support batch (shared loop)."""
+    for batch in supports:
+        loss = inner_loss(policy, params, batch, cfg.inner_loss)
+        params = inner_loop.gradient_step(params, loss, cfg.inner_lr, cfg.first_order)
+    return params
+
+
+def _leaves(params: Params) -> Params:
+    return {k: v.detach().requires_grad_(True) for k, v in params.items()}
+
+
+def _finite(name: str, value: Tensor) -> None:
+    if not torch.isfinite(value).all():
+        raise NonFiniteError(f"MAML-RL {name} is not finite ({value.flatten()[0].item()})")
+
+
+# ---------------------------------------------------------------------------------------------
+# the learner
+
+
+class MAMLRL:
+    """MAML-RL learner; `budget` is the number of inner gradient steps (each with fresh data)."""
+
+    budget_name = "steps"
+    metric = "return"
+    higher_is_better = True
+
+    def __init__(
+        self,
+        cfg: MAMLRLConfig,
+        policy: nn.Module,
+        distribution: Any,
+        device: torch.device,
+        seed: int,
+    ) -> None:
+        self.cfg, self.policy, self.distribution = cfg, policy.to(device), distribution
+        self.device = torch.device(device)
+        self.headline_budget = cfg.eval_adapt_steps
+        self.generator = make_generator(seed, "maml_rl/train_actions", device)
+        self.eval_generator = make_generator(seed, "maml_rl/eval_actions", device)
+        self.optimizer = (
+            torch.optim.Adam(self.policy.parameters(), lr=cfg.outer_lr)
+            if cfg.outer == "promp"
+            else None
+        )
+        self.kl_coeffs = [cfg.inner_kl_coeff] * cfg.adapt_steps
+        self.env_steps = 0
+        self._envs: dict[int, BatchedEnv] = {}
+
+    # -- sampling ---------------------------------------------------------------------------
+    def _env(self, num_tasks: int) -> BatchedEnv:
+        if num_tasks not in self._envs:
+            self._envs[num_tasks] = make_batched_env(
+                self.distribution,
+                num_tasks,
+                self.cfg.episodes_per_task,
+                self.device,
+                self.cfg.horizon,
+            )
+        return self._envs[num_tasks]
+
+    def sample(self, tasks: Any, params: Params, generator: torch.Generator) -> RLBatch:
+        """Roll out per-task parameters `[T, ...]`: `episodes_per_task` episodes per task."""
+        feats = task_features(tasks).to(self.device) if self.cfg.task_in_obs else None
+        seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=generator.device))
+        actor = PerTaskActor(self.policy, params, generator, feats)
+        traj = rollout(self._env(tasks.num_tasks), tasks, actor, num_episodes=1, seed=seed)
+        return process(traj, feats, self.cfg)
+
+    def _theta(self) -> Params:
+        return _leaves(named_params(self.policy))
+
+    def _collect(self, tasks: Any) -> tuple[list[RLBatch], list[Params], RLBatch, Params]:
+        """Supports (one per inner step), the parameters that sampled each, query, adapted."""
+        params = expand_params(self._theta(), tasks.num_tasks)
+        supports, samplers = [], []
+        for _ in range(self.cfg.adapt_steps):
+            supports.append(self.sample(tasks, params, self.generator))
+            samplers.append(params)
+            params = self._inner_step(params, supports[-1])
+        return supports, samplers, self.sample(tasks, params, self.generator), params
+
+    # -- outer steps ------------------------------------------------------------------------
+    def meta_step(self, tasks: Any) -> dict[str, float]:
+        """Sample support and query for each task, then one TRPO or ProMP outer update."""
+        supports, samplers, query, adapted = self._collect(tasks)
+        steps = sum(b.env_steps for b in supports) + query.env_steps
+        self.env_steps += steps  # training experience only (not evaluation rollouts)
+        with torch.no_grad():
+            old = detach_distribution(policy_dist(self.policy, adapted, query.obs))
+        if self.cfg.outer == "trpo":
+            metrics = self._trpo(tasks.num_tasks, supports, query, old)
+        else:
+            metrics = self._promp(supports, samplers, query, old)
+        pre = supports[0].returns if supports else query.returns
+        metrics.update(
+            return_pre=pre.mean().item(),
+            return_post=query.returns.mean().item(),
+            env_steps=float(steps),
+        )
+        return metrics
+
+    def _trpo(
+        self, num_tasks: int, supports: list[RLBatch], query: RLBatch, old: Distribution
+    ) -> dict[str, float]:
+        old_logp = old.log_prob(query.actions)
+        cache: list[Any] = [None, None]  # the line search asks surrogate and KL of one dict
+
+        def adapted_dist(p: Params) -> Distribution:
+            if cache[0] is not p:
+                params = adapt_params(self.policy, expand_params(p, num_tasks), supports, self.cfg)
+                cache[:] = [p, policy_dist(self.policy, params, query.obs)]
+            return cache[1]
+
+        def surrogate(p: Params) -> Tensor:
+            r = ratio(adapted_dist(p).log_prob(query.actions), old_logp, query.mask)
+            return task_mean(r * query.advantages, query.mask).mean()
+
+        def kl(p: Params) -> Tensor:
+            value = task_mean(kl_divergence(old, adapted_dist(p)), query.mask).mean()
+            _finite("KL", value)
+            return value
+
+        c = self.cfg
+        result = trpo_step(
+            named_params(self.policy),
+            surrogate,
+            kl,
+            c.max_kl,
+            c.cg_damping,
+            c.cg_iters,
+            c.backtrack_ratio,
+            c.max_backtracks,
+        )
+        with torch.no_grad():
+            for k, v in named_params(self.policy).items():
+                v.copy_(result.params[k])
+        return {
+            "loss": -result.surrogate_after,
+            "kl": result.kl,
+            "trpo_accepted": float(result.accepted),
+            "step_fraction": result.step_fraction,
+        }
+
+    def _promp(
+        self,
+        supports: list[RLBatch],
+        samplers: list[Params],
+        query: RLBatch,
+        old: Distribution,
+    ) -> dict[str, float]:
+        assert self.optimizer is not None
+        old_logp = old.log_prob(query.actions)
+        with torch.no_grad():
+            pre_dists = [
+                detach_distribution(policy_dist(self.policy, p, b.obs))
+                for p, b in zip(samplers, supports, strict=True)
+            ]
+        num_tasks = query.returns.shape[0]
+        for _ in range(self.cfg.promp_steps):
+            params = expand_params(named_params(self.policy), num_tasks)
+            kls = []
+            for batch, pre in zip(supports, pre_dists, strict=True):
+                dist = policy_dist(self.policy, params, batch.obs)
+                kls.append(task_mean(kl_divergence(pre, dist), batch.mask).mean())
+                loss = inner_loss(self.policy, params, batch, self.cfg.inner_loss, dist)
+                params = inner_loop.gradient_step(
+                    params, loss, self.cfg.inner_lr, self.cfg.first_order
+                )
+            logp = policy_dist(self.policy, params, query.obs).log_prob(query.actions)
+            logp = torch.where(query.mask > 0, logp, old_logp)
+            terms = promp_loss(
+                logp, old_logp, query.advantages, kls, self.kl_coeffs, self.cfg.clip_eps, query.mask
+            )
+            _finite("ProMP loss", terms["loss"])
+            self.optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            self.optimizer.step()
+        inner_kl = [k.item() for k in kls]
+        _finite("inner KL", torch.tensor(inner_kl))
+        if self.cfg.adaptive_inner_kl:
+            self.kl_coeffs = [
+                adapt_kl_coeff(eta, kl, self.cfg.target_inner_kl)
+                for eta, kl in zip(self.kl_coeffs, inner_kl, strict=True)
+            ]
+        metrics = {"loss": terms["loss"].item(), "kl": terms["approx_kl"].item()}
+        metrics["clip_fraction"] = terms["clip_fraction"].item()
+        if inner_kl:
+            metrics.update(inner_kl=inner_kl[0], inner_kl_coeff=self.kl_coeffs[0])
+        return metrics
+
+    # -- learner contract -------------------------------------------------------------------
+    def _inner_step(self, params: Params, batch: RLBatch) -> Params:
+        """One detached first-order inner step (sampling-time adaptation and evaluation)."""
+        with torch.enable_grad():
+            loss = inner_loss(self.policy, params, batch, self.cfg.inner_loss)
+            _finite("inner loss", loss)
+            return _leaves(inner_loop.gradient_step(params, loss, self.cfg.inner_lr, True))
+
+    def _adaptation(self, tasks: Any, budget: int, last: bool) -> tuple[Params, list[Tensor]]:
+        """Parameters after `budget` steps and each rollout's return `[T]` (the adapted
+        policy's too if `last`)."""
+        if budget < 0:
+            raise UsageError(f"adaptation budget must be >= 0 inner steps, got {budget}")
+        params = expand_params(self._theta(), tasks.num_tasks)
+        rows = []
+        for _ in range(budget):
+            batch = self.sample(tasks, params, self.eval_generator)
+            rows.append(batch.returns)
+            params = self._inner_step(params, batch)
+        if last:
+            rows.append(self.sample(tasks, params, self.eval_generator).returns)
+        return params, rows
+
+    def adapt(self, tasks: Any, budget: int) -> Params:
+        """Per-task parameters `[T, ...]` after `budget` inner steps, each on fresh episodes."""
+        return self._adaptation(tasks, budget, last=False)[0]
+
+    def evaluate(self, adapted: Params, tasks: Any) -> Tensor:
+        """Mean undiscounted episode return `[T]` of fresh episodes with the adapted policy."""
+        return self.sample(tasks, adapted, self.eval_generator).returns
+
+    def adaptation_curve(self, tasks: Any, max_budget: int) -> Tensor:
+        """Mean query return after 0..max_budget inner steps: `[max_budget + 1, T]`."""
+        return torch.stack(self._adaptation(tasks, max_budget, last=True)[1])
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "policy": self.policy.state_dict(),
+            "generator": self.generator.get_state(),
+            "eval_generator": self.eval_generator.get_state(),
+            "kl_coeffs": list(self.kl_coeffs),
+            "env_steps": self.env_steps,
+        }
+        if self.optimizer is not None:
+            state["optimizer"] = self.optimizer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.generator.set_state(state["generator"])
+        self.eval_generator.set_state(state["eval_generator"])
+        self.kl_coeffs = [float(k) for k in state["kl_coeffs"]]
+        self.env_steps = int(state["env_steps"])
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+
+
+def check_config(cfg: MAMLRLConfig) -> None:
+    """One-line `UsageError` for settings that cannot work."""
+    checks = [
+        (cfg.horizon is None or cfg.horizon >= 1, f"learner.horizon must be >= 1 (or null), got {cfg.horizon}"),
+        (cfg.episodes_per_task >= 1, f"learner.episodes_per_task must be >= 1, got {cfg.episodes_per_task}"),
+        (len(cfg.hidden) >= 1 and min(cfg.hidden) >= 1, f"learner.hidden needs sizes >= 1, got {cfg.hidden}"),
+        (cfg.adapt_steps >= 0 and cfg.eval_adapt_steps >= 0, "learner.adapt_steps and eval_adapt_steps must be >= 0"),
+        (cfg.inner_lr >= 0, f"learner.inner_lr must be >= 0, got {cfg.inner_lr}"),
+        (0 <= cfg.gamma <= 1 and 0 <= cfg.gae_lambda <= 1, "learner.gamma and gae_lambda must lie in [0, 1]"),
+        (cfg.init_std > 0, f"learner.init_std must be > 0, got {cfg.init_std}"),
+        (cfg.max_kl > 0 and cfg.cg_iters >= 1, "learner.max_kl must be > 0 and cg_iters >= 1"),
+        (0 < cfg.backtrack_ratio < 1, f"learner.backtrack_ratio must lie in (0, 1), got {cfg.backtrack_ratio}"),
+        (cfg.max_backtracks >= 1, f"learner.max_backtracks must be >= 1, got {cfg.max_backtracks}"),
+        (cfg.outer_lr > 0 and cfg.promp_steps >= 1, "learner.outer_lr must be > 0 and promp_steps >= 1"),
+        (0 < cfg.clip_eps < 1, f"learner.clip_eps must lie in (0, 1), got {cfg.clip_eps}"),
+        (cfg.inner_kl_coeff >= 0 and cfg.target_inner_kl > 0, "learner.inner_kl_coeff must be >= 0 and target_inner_kl > 0"),
+    ]  # fmt: skip
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)
+
+
+def build_maml_rl(cfg: MAMLRLConfig, distribution: Any, device: torch.device, seed: int) -> MAMLRL:
+    check_config(cfg)
+    probe = make_batched_env(distribution, 1, 1, "cpu", cfg.horizon)  # spaces only
+    obs_space, action_space = probe.observation_space, probe.action_space
+    probe.close()
+    if cfg.task_in_obs:
+        tasks = distribution.sample("train", 1, make_generator(seed, "maml_rl/probe", device))
+        width = int(obs_space.shape[0]) + task_features(tasks).shape[1]
+        obs_space = spaces.Box(-float("inf"), float("inf"), (width,))
+    activation = {"relu": nn.ReLU, "tanh": nn.Tanh}[cfg.activation]
+    kwargs: dict[str, Any] = {"activation": activation}
+    if not isinstance(action_space, spaces.Discrete):
+        kwargs["init_std"] = cfg.init_std
+    with seeded(seed, "policy"):
+        policy = make_mlp_policy(obs_space, action_space, cfg.head, tuple(cfg.hidden), **kwargs)
+    return MAMLRL(cfg, policy, distribution, device, seed)

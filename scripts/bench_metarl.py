@@ -1,0 +1,412 @@
+"""Meta-RL benchmark: one table per task family, written to results/metarl.md and .json.
+
+    .venv/bin/python scripts/bench_metarl.py --quick            # minutes on a laptop CPU
+    .venv/bin/python scripts/bench_metarl.py --sections bandits --iterations 400
+
+Each row: method, return at each budget (or the trial total) with a 95% confidence interval
+over held-out test tasks and seeds, env steps used in training, training wall-clock, env
+steps per second, and the command that reproduces it. Baselines are computed by our own code
+(`agents.bandit_baselines`) on the same test tasks; published numbers stand beside them.
+
+Adding a family: write `def <family>_rows(args) -> list[dict]` and add it to `SECTIONS`.
+A row is a dict with at least `family`, `method`, `mean`, `ci95`; see `_row`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agents import bandit_baselines as bb  # noqa: E402
+from metarl.config import load_config  # noqa: E402
+from metarl.seeding import make_generator  # noqa: E402
+from metarl.trainer import load_run, train  # noqa: E402
+
+RL2_PAPER = {  # Duan et al. 2016, tables 1 and 2: total reward over the trial
+    ("bandit", 10, 5): 6.7,
+    ("bandit", 10, 10): 6.7,
+    ("bandit", 100, 5): 78.7,
+    ("bandit", 100, 10): 83.5,
+    ("tabular", 10): 156.2,
+    ("tabular", 25): 445.7,
+    ("tabular", 50): 936.1,
+}
+
+
+def ci95(x: torch.Tensor) -> float:
+    x = x.double().flatten()
+    return 1.96 * x.std().item() / math.sqrt(x.numel()) if x.numel() > 1 else 0.0
+
+
+def _row(family: str, method: str, totals: torch.Tensor, **extra: Any) -> dict[str, Any]:
+    return {
+        "family": family,
+        "method": method,
+        "mean": totals.double().mean().item(),
+        "ci95": ci95(totals),
+        "n": totals.numel(),
+        **extra,
+    }
+
+
+def train_rl2(config: str, overrides: list[str], seed: int) -> tuple[Any, dict[str, Any], str]:
+    """Train a shipped config through the engine; returns (run, train results, command)."""
+    over = ["device=cpu", f"seed={seed}", "train.eval_interval=0", *overrides]
+    cfg = load_config(config, over)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"bench_{config}_"))
+    results = train(cfg, run_dir, progress=False, final_eval=False)
+    command = f"python -m metarl train {config} {' '.join(over)}"
+    return load_run(run_dir), results, command
+
+
+def rl2_trial_totals(run: Any, tasks: Any, episodes: int) -> torch.Tensor:
+    """Total return of one trial of `episodes` per test task `[T]`."""
+    with torch.no_grad():
+        return run.learner.adaptation_curve(tasks, episodes - 1).sum(0)
+
+
+def _training_steps(cfg: Any, results: dict[str, Any], horizon: int) -> int:
+    lc = cfg.learner
+    per_iter = cfg.train.num_tasks * lc.get("trials_per_task", 1) * lc["episodes_per_trial"]
+    return int(results["iterations"] * per_iter * horizon)
+
+
+def bandit_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows = []
+    for n, k in [(10, 5), (10, 10), (100, 5), (100, 10)]:
+        config = f"bandit_rl2_k{k}_n{n}"
+        fam = f"bandits n={n} k={k}"
+        totals, probs_all = [], []
+        info: dict[str, Any] = {}
+        for seed in args.seeds:
+            over = [f"train.iterations={args.iterations}", *args.override]
+            run, res, cmd = train_rl2(config, over, seed)
+            gen = make_generator(seed, "bench/test")
+            tasks = run.distribution.sample("test", args.test_tasks, gen)
+            totals.append(rl2_trial_totals(run, tasks, n))
+            probs_all.append(tasks.probs)
+            steps = _training_steps(run.cfg, res, 1)
+            info = {
+                "env_steps": steps,
+                "train_seconds": res["train_seconds"],
+                "env_steps_per_s": steps / res["train_seconds"],
+                "command": f"{cmd}  (then {args.test_tasks} test tasks, seeds {args.seeds})",
+                "paper": RL2_PAPER[("bandit", n, k)],
+            }
+        rows.append(_row(fam, "RL² (ours)", torch.cat(totals), **info))
+        probs = torch.cat(probs_all)
+        g = torch.Generator().manual_seed(0)
+        baselines: dict[str, Callable[..., torch.Tensor]] = {
+            "random": bb.random_bandit,
+            "greedy": bb.greedy,
+            "epsilon-greedy (0.1)": bb.epsilon_greedy,
+            "UCB1": bb.ucb1,
+            "Thompson sampling": bb.thompson_sampling,
+            "Gittins": bb.gittins,
+        }
+        for name, fn in baselines.items():
+            rows.append(_row(fam, name, fn(probs, n, g), command="agents.bandit_baselines"))
+    return rows
+
+
+def tabular_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows = []
+    for n in (10, 25, 50):
+        config = f"tabular_rl2_n{n}"
+        fam = f"tabular MDPs n={n}"
+        totals, tasks_all = [], []
+        info: dict[str, Any] = {}
+        for seed in args.seeds:
+            over = [f"train.iterations={args.iterations}", *args.override]
+            run, res, cmd = train_rl2(config, over, seed)
+            gen = make_generator(seed, "bench/test")
+            tasks = run.distribution.sample("test", args.test_tasks, gen)
+            totals.append(rl2_trial_totals(run, tasks, n))
+            tasks_all.append(tasks)
+            steps = _training_steps(run.cfg, res, run.distribution.horizon)
+            info = {
+                "env_steps": steps,
+                "train_seconds": res["train_seconds"],
+                "env_steps_per_s": steps / res["train_seconds"],
+                "command": f"{cmd}  (then {args.test_tasks} test tasks, seeds {args.seeds})",
+                "paper": RL2_PAPER[("tabular", n)],
+            }
+        rows.append(_row(fam, "RL² (ours)", torch.cat(totals), **info))
+        p = torch.cat([t.transitions for t in tasks_all])
+        r = torch.cat([t.reward_means for t in tasks_all])
+        g = torch.Generator().manual_seed(0)
+        for name, fn in {"random": bb.random_mdp, "greedy": bb.greedy_mdp, "PSRL": bb.psrl}.items():
+            rows.append(_row(fam, name, fn(p, r, n, g), command="agents.bandit_baselines"))
+    return rows
+
+
+class SyncVectorBandits:
+    """The sampler's `BatchedEnv` interface over Gymnasium's `SyncVectorEnv` of single
+    `BanditEnv` views (numpy in/out, one Python env per copy): the reference loop."""
+
+    def __init__(self, num_arms: int, horizon: int, num_tasks: int, copies: int):
+        from envs.tensor import BanditEnv
+
+        self.num_tasks, self.envs_per_task = num_tasks, copies
+        self.num_envs, self.horizon, self.device = num_tasks * copies, horizon, torch.device("cpu")
+        fns = [lambda: BanditEnv(num_arms=num_arms, horizon=horizon)] * self.num_envs
+        self.vec = gymnasium.vector.SyncVectorEnv(
+            fns, autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP
+        )
+        self.observation_space = self.vec.single_observation_space
+        self.action_space = self.vec.single_action_space
+        self.discrete, self.obs_dim, self.is_tensor = True, 1, True
+
+    def reset(self, tasks: Any, seed: int | None) -> torch.Tensor:
+        for i, env in enumerate(self.vec.envs):
+            env.reset(seed=seed + i, options={"tasks": tasks.select(i // self.envs_per_task)})
+        obs, _ = self.vec.reset()  # unseeded: every copy keeps its task
+        return torch.as_tensor(obs, dtype=torch.float32).view(self.num_envs, 1)
+
+    def step(self, actions: torch.Tensor, restart: Any = None) -> tuple[torch.Tensor, ...]:
+        obs, r, term, trunc, _ = self.vec.step(actions.numpy())
+        return (
+            torch.as_tensor(obs, dtype=torch.float32).view(self.num_envs, 1),
+            torch.as_tensor(r, dtype=torch.float32),
+            torch.as_tensor(term),
+            torch.as_tensor(trunc),
+        )
+
+
+def throughput_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The whole RL² bandit training loop (rollout + PPO): tensor env vs SyncVectorEnv."""
+    from metarl import registry
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    num_tasks, reps = (256, 3) if args.quick else (1024, 5)
+    over = [f"device={device.type}", f"train.num_tasks={num_tasks}", *args.override]
+    cfg = load_config("bandit_rl2_k5_n10", over)
+    rows = []
+    for backend in ("tensor env on " + device.type, "gymnasium SyncVectorEnv"):
+        dist = registry.build_distribution(cfg, device)
+        learner = registry.build_learner(cfg, dist, device)
+        if backend.startswith("gymnasium"):
+            learner._envs[(num_tasks, 1)] = SyncVectorBandits(5, 1, num_tasks, 1)
+        gen = make_generator(0, "bench/throughput", device)
+        learner.meta_step(dist.sample("train", num_tasks, gen))  # warm-up
+        steps, start = 0, time.perf_counter()
+        for _ in range(reps):
+            steps += int(learner.meta_step(dist.sample("train", num_tasks, gen))["env_steps"])
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        sec = time.perf_counter() - start
+        rows.append(
+            {
+                "family": "RL² bandit training loop (k=5, n=10, GRU 256)",
+                "method": backend,
+                "env_steps": steps,
+                "train_seconds": sec,
+                "env_steps_per_s": steps / sec,
+                "command": f"scripts/bench_metarl.py --sections throughput {'--quick' if args.quick else ''}",
+            }
+        )
+    rows[0]["speedup"] = rows[0]["env_steps_per_s"] / rows[1]["env_steps_per_s"]
+    return rows
+
+
+# --- MAML-RL: adaptation-gap closure against an oracle and a fine-tuned multi-task policy ------
+
+GAP_TARGETS = {"navigation": 0.8, "halfcheetah_vel": 0.7}
+
+
+def train_maml_rl(config: str, overrides: list[str], seed: int) -> tuple[Any, dict[str, Any], str]:
+    """Train a shipped MAML-RL config (or a baseline of it) through the engine."""
+    over = ["device=cpu", f"seed={seed}", "train.eval_interval=0", *overrides]
+    cfg = load_config(config, over)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"bench_{config}_"))
+    results = train(cfg, run_dir, progress=False, final_eval=False)
+    return load_run(run_dir), results, f"python -m metarl train {config} {' '.join(over)}"
+
+
+def maml_rl_gap_rows(
+    family: str, config: str, budget: list[str], minutes: float, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """MAML-TRPO vs the oracle (task in the observation) and the multi-task policy fine-tuned
+    with the same inner step, on held-out test tasks; one inner step.
+
+    MAML trains for `minutes` (wall-clock cap, `budget` overrides on top of the shipped
+    config); the two baselines train with the same number of env steps (2x the iterations:
+    they sample no support). `args.override` holds RL² keys and is not applied here.
+    """
+    from agents.baselines_rl import gap_closure, random_returns
+
+    target = GAP_TARGETS[family]
+    samples: dict[str, list[torch.Tensor]] = {}
+    info: dict[str, dict[str, Any]] = {}
+
+    def record(name: str, values: torch.Tensor, run: Any, res: dict[str, Any], cmd: str) -> None:
+        samples.setdefault(name, []).append(values)
+        steps = int(run.learner.env_steps)
+        info[name] = {
+            "env_steps": steps,
+            "train_seconds": res["train_seconds"],
+            "env_steps_per_s": steps / res["train_seconds"],
+            "command": cmd,
+        }
+
+    for seed in args.seeds:
+        cap = [f"train.max_minutes={minutes}", *budget]
+        run, res, cmd = train_maml_rl(config, cap, seed)
+        tasks = run.distribution.sample("test", args.test_tasks, make_generator(seed, "bench/test"))
+        curve = run.learner.adaptation_curve(tasks, 1)
+        record("MAML-TRPO, pre-adaptation", curve[0], run, res, cmd)
+        record("MAML-TRPO, adapted (1 step)", curve[1], run, res, cmd)
+        same = [
+            f"train.iterations={2 * res['iterations']}",
+            f"train.max_minutes={minutes}",
+            *budget,
+        ]
+        oracle = ["learner.task_in_obs=true", "learner.adapt_steps=0", "learner.eval_adapt_steps=0"]
+        run_o, res_o, cmd_o = train_maml_rl(config, [*same, *oracle], seed)
+        record(
+            "oracle (task in obs)", run_o.learner.adaptation_curve(tasks, 0)[0], run_o, res_o, cmd_o
+        )
+        run_m, res_m, cmd_m = train_maml_rl(config, [*same, "learner.adapt_steps=0"], seed)
+        curve_m = run_m.learner.adaptation_curve(tasks, 1)
+        record("multi-task, pre-adaptation", curve_m[0], run_m, res_m, cmd_m)
+        record("multi-task, fine-tuned (1 step)", curve_m[1], run_m, res_m, cmd_m)
+        gen = make_generator(seed, "bench/random")
+        episodes = run.learner.cfg.episodes_per_task
+        rand = random_returns(run.distribution, tasks, episodes, gen, run.learner.cfg.horizon)
+        samples.setdefault("random", []).append(rand)
+        info["random"] = {"command": "agents.baselines_rl.random_returns"}
+
+    mean = {k: torch.cat(v).double().mean().item() for k, v in samples.items()}
+    oracle_mean = mean["oracle (task in obs)"]
+    closure = {
+        "MAML-TRPO, adapted (1 step)": gap_closure(
+            mean["MAML-TRPO, pre-adaptation"], mean["MAML-TRPO, adapted (1 step)"], oracle_mean
+        ),
+        "multi-task, fine-tuned (1 step)": gap_closure(
+            mean["multi-task, pre-adaptation"], mean["multi-task, fine-tuned (1 step)"], oracle_mean
+        ),
+    }
+    rows = []
+    for name, values in samples.items():
+        label = name
+        if name in closure:
+            label += f"; gap closure {closure[name]:.2f} (target >= {target})"
+        rows.append(_row(f"MAML-RL {family}", label, torch.cat(values), **info[name]))
+        if name in closure:
+            rows[-1]["gap_closure"] = closure[name]
+    return rows
+
+
+def navigation_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """2-D navigation (the MAML paper's task and settings: 20 tasks x 20 episodes of 100
+    steps, inner step 0.1) with a 64-64 policy instead of 100-100 and 8 minutes of MAML
+    training (~1/4 of the paper's 500 iterations on this CPU); quick: 10 x 10, 2 minutes."""
+    budget = ["learner.hidden=[64,64]"]
+    if args.quick:
+        budget += ["train.num_tasks=10", "learner.episodes_per_task=10"]
+    minutes = 2.0 if args.quick else 8.0
+    return maml_rl_gap_rows("navigation", "navigation_maml_trpo", budget, minutes, args)
+
+
+def halfcheetah_vel_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """HalfCheetahVel (target velocity U[0, 2]): MAML's 40 tasks x 20 episodes of 200 steps cut
+    to 20 x 10 of 100 and a 64-64 policy so that 8 minutes buy ~100 meta-iterations on
+    this CPU (the paper ran ~500 of the full size); quick: 10 x 5, 2 minutes."""
+    budget = ["learner.hidden=[64,64]", "learner.horizon=100"]
+    if args.quick:
+        budget += ["train.num_tasks=10", "learner.episodes_per_task=5"]
+    else:
+        budget += ["train.num_tasks=20", "learner.episodes_per_task=10"]
+    minutes = 2.0 if args.quick else 8.0
+    return maml_rl_gap_rows("halfcheetah_vel", "halfcheetah_vel_maml_trpo", budget, minutes, args)
+
+
+SECTIONS: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
+    "bandits": bandit_rows,
+    "tabular": tabular_rows,
+    "throughput": throughput_rows,
+    "navigation": navigation_rows,
+    "halfcheetah_vel": halfcheetah_vel_rows,
+}
+
+
+def to_markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    lines = [
+        "# Meta-RL benchmark",
+        "",
+        f"`{' '.join(sys.argv)}` on {torch.get_num_threads()} CPU thread(s)"
+        f"{' + ' + torch.cuda.get_device_name() if torch.cuda.is_available() else ''}; "
+        f"training budget {args.iterations} meta-iterations per run, seeds {args.seeds}, "
+        f"{args.test_tasks} held-out test tasks per seed. Totals are the summed reward of one "
+        "trial; CI = 1.96 std / sqrt(n) over (task, seed).",
+        "",
+    ]
+    for fam in dict.fromkeys(r["family"] for r in rows):
+        lines += [f"## {fam}", ""]
+        lines += [
+            "| method | total return | 95% CI | paper | env steps | wall-clock s | env steps/s | command |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in (r for r in rows if r["family"] == fam):
+
+            def f(key: str, fmt: str, r: dict[str, Any] = r) -> str:
+                return format(r[key], fmt) if key in r else ""
+
+            method = r["method"] + (f" ({r['speedup']:.1f}x)" if "speedup" in r else "")
+            lines.append(
+                f"| {method} | {f('mean', '.2f')} | {f('ci95', '.2f')} | {f('paper', '')} | "
+                f"{f('env_steps', ',')} | {f('train_seconds', '.1f')} | "
+                f"{f('env_steps_per_s', ',.0f')} | `{r.get('command', '')}` |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=list(SECTIONS))
+    p.add_argument("--quick", action="store_true", help="tiny budgets: a smoke run in minutes")
+    p.add_argument("--iterations", type=int, default=None, help="meta-iterations per RL² run")
+    p.add_argument("--seeds", type=int, nargs="+", default=None)
+    p.add_argument("--test-tasks", type=int, default=None)
+    p.add_argument("--override", nargs="*", default=[], help="extra config overrides")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--out", default="results/metarl")
+    args = p.parse_args(argv)
+    if args.iterations is None:
+        args.iterations = 30 if args.quick else 300
+    if args.seeds is None:
+        args.seeds = [0] if args.quick else [0, 1]
+    if args.test_tasks is None:
+        args.test_tasks = 200 if args.quick else 500
+    if args.quick:
+        args.override = ["train.num_tasks=64", "learner.hidden_size=64", *args.override]
+    torch.set_num_threads(args.threads)
+    rows: list[dict[str, Any]] = []
+    for name in args.sections:
+        started = time.perf_counter()
+        rows += SECTIONS[name](args)
+        print(f"[{name}] {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    md = to_markdown(rows, args)
+    out.with_suffix(".md").write_text(md)
+    out.with_suffix(".json").write_text(json.dumps({"argv": sys.argv, "rows": rows}, indent=2))
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
