@@ -138,6 +138,8 @@ def fit_linear_baseline(
     """
     x = baseline_features(obs).flatten(1, -2).double()  # [T, N, F]
     y = returns.flatten(1).double()  # [T, N]
+    if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
+        raise NonFiniteError("linear baseline: observations or returns contain NaN or inf")
     if mask is not None:
         m = mask.flatten(1).double()
         x, y = x * m.unsqueeze(-1), y * m
@@ -150,7 +152,10 @@ def fit_linear_baseline(
         todo = ~torch.isfinite(weights).all(-1)
         if not todo.any():
             break
-        w, info = torch.linalg.solve_ex(xtx[todo] + reg * eye, xty[todo])
+        # Cholesky: the ridge system is symmetric positive definite; `cholesky_ex` reports a
+        # failed factorisation in `info` instead of raising (LU-based solvers can raise here).
+        chol, info = torch.linalg.cholesky_ex(xtx[todo] + reg * eye)
+        w = torch.cholesky_solve(xty[todo].unsqueeze(-1), chol).squeeze(-1)
         weights[todo] = torch.where((info == 0).unsqueeze(-1), w, float("nan"))
         reg = reg * 10.0 if reg > 0 else 1e-8
     if not torch.isfinite(weights).all():
