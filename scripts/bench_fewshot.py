@@ -158,7 +158,8 @@ def markdown(result: dict) -> str:
         ]
         for r in result["omniglot"]:
             lines.append(
-                f"| {r['method']} | {r['setting']} | {r['accuracy']:.2f} +- {r['ci95']:.2f} | {r['paper']} "
+                f"| {r['method']} | {r['setting']} | {r['accuracy']:.2f} +- {r['ci95']:.2f} "
+                f"| {r.get('episodes', '')} | {r['paper']} "
                 f"| {r['iterations']} it, {r['train_minutes']:.1f} min | {r['iterations_per_second']:.2f} "
                 f"| {r['peak_mib']:.0f} | `{r['command']}` |"
             )
@@ -186,6 +187,8 @@ def markdown(result: dict) -> str:
         for r in result["maml_step"]:
             lines.append(f"| {r['impl']} | {r['median_seconds']:.2f} | {r['peak_mib']:.0f} |")
         lines.append("")
+    if result.get("notes"):
+        lines += ["## Notes", "", result["notes"], ""]
     return "\n".join(lines)
 
 
