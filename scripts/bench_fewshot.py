@@ -151,10 +151,10 @@ def markdown(result: dict) -> str:
     ]
     if result.get("omniglot"):
         lines += [
-            "## Omniglot, Vinyals split, test accuracy over 1000 episodes",
+            "## Omniglot, Vinyals split, test accuracy",
             "",
-            "| method | setting | accuracy % (95% CI) | paper % | training budget | meta-it/s | peak MiB | command |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| method | setting | accuracy % (95% CI) | test episodes | paper % | training budget | meta-it/s | peak MiB | command |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r in result["omniglot"]:
             lines.append(
