@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -155,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteError as exc:
         print(f"metarl: stopped: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # e.g. `metarl list | head`
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- silence the flush at exit
+        return 0
     except KeyboardInterrupt:
         print(
             "metarl: interrupted; the last checkpoint is intact (metarl resume RUN_DIR)",

@@ -437,6 +437,27 @@ def sample_scales(
     return torch.exp(torch.where(sign, -mag, mag))
 
 
+def sample_physics(
+    params: dict[str, tuple[float, Any]],
+    vary: Any,
+    split: str,
+    num_tasks: int,
+    generator: torch.Generator,
+    train_scale: float,
+    test_scale: float,
+    device: torch.device,
+) -> dict[str, torch.Tensor]:
+    """Physical parameters `{name: [T]}` (float64 on `device`): each name's default, times
+    `sample_scales` factors for the names in `vary` (drawn in the order of `params`)."""
+    values = {}
+    for name, (default, _) in params.items():
+        v = torch.full((num_tasks,), default, dtype=torch.float64)
+        if name in vary:
+            v = default * sample_scales(split, (num_tasks,), generator, train_scale, test_scale)
+        values[name] = v.to(device)
+    return values
+
+
 def check_scales(train_scale: Any, test_scale: Any) -> tuple[float, float]:
     train = check_positive_float("train_scale", train_scale, 1.0 - 1e-12)
     test = check_positive_float("test_scale", test_scale, 1.0 - 1e-12)

@@ -23,7 +23,7 @@ from envs.tensor.base import (
     check_sample_args,
     check_scales,
     check_task_tensor,
-    sample_scales,
+    sample_physics,
 )
 from metarl.contracts import SPLITS
 from metarl.errors import UsageError
@@ -102,14 +102,16 @@ class PendulumDistribution:
     def sample(self, split: str, num_tasks: int, generator: torch.Generator) -> PendulumTask:
         """`mass [T]`, `length [T]` float64 on `self.device`."""
         check_sample_args(split, num_tasks, generator)
-        values = {}
-        for name, (default, _) in PARAMS.items():
-            v = torch.full((num_tasks,), default, dtype=torch.float64)
-            if name in self.vary:
-                v = default * sample_scales(
-                    split, (num_tasks,), generator, self.train_scale, self.test_scale
-                )
-            values[name] = v.to(self.device)
+        values = sample_physics(
+            PARAMS,
+            self.vary,
+            split,
+            num_tasks,
+            generator,
+            self.train_scale,
+            self.test_scale,
+            self.device,
+        )
         return PendulumTask(**values)
 
     def make_env(self, num_tasks: int, envs_per_task: int = 1, **kwargs: Any) -> PendulumVectorEnv:
