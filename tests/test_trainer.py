@@ -286,3 +286,20 @@ def test_eval_overrides_change_the_tasks_not_the_training(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(tmp_path), "learner.inner_lr=1.0"]) == 2
     assert "only task.* and eval.* keys" in capsys.readouterr().err
+
+
+def test_two_protonet_runs_on_real_omniglot_are_identical(tmp_path, omniglot_dir):
+    """The whole few-shot path (data, sampler, conv-4, Adam, evaluation) repeats exactly."""
+    args = [
+        f"task.data_dir={omniglot_dir}",
+        "device=cpu",
+        "train.iterations=3",
+        "task.train_ways=10",
+        "train.eval_interval=0",
+        "eval.final_num_tasks=4",
+        "eval.batch_tasks=4",
+    ]
+    r1 = train(load_config("omniglot_protonet_5w1s", args), tmp_path / "a", progress=False)
+    r2 = train(load_config("omniglot_protonet_5w1s", args), tmp_path / "b", progress=False)
+    assert r1["curve"] == r2["curve"]
+    assert_same_params(params_of(tmp_path / "a"), params_of(tmp_path / "b"))
