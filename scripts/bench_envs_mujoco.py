@@ -126,7 +126,7 @@ def run(quick: bool = False) -> list[dict]:
             }
         )
     for env_id in BATCHED:
-        for n in (8, 32):
+        for n in (8, 32, 128):
             vsteps = max(20, (steps // 4) // max(1, n // 8))
             if "Ant" in env_id:
                 vsteps = max(10, vsteps // 4)

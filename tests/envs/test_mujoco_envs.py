@@ -9,7 +9,7 @@ import torch
 pytest.importorskip("mujoco")
 gym = pytest.importorskip("gymnasium")
 
-from envs.mujoco import register_mujoco_envs  # noqa: E402
+from envs.mujoco import batched, register_mujoco_envs  # noqa: E402
 from envs.mujoco.batched import BatchedMujocoEnv  # noqa: E402
 from envs.mujoco.locomotion import (  # noqa: E402
     TERRAIN_X,
@@ -194,9 +194,10 @@ def test_batched_equals_loop_of_single_envs(env_id: str, task) -> None:
 
 
 @pytest.mark.parametrize("env_id", ["metarl/AntSlope-v0", "metarl/HalfCheetahTerrain-v0"])
-def test_threaded_batched_equals_serial(env_id: str) -> None:
+def test_threaded_batched_equals_serial(env_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # Threads step disjoint chunks of copies; any thread count gives the same numbers, also
     # with frozen (done, not yet reset) copies in the middle of a chunk.
+    monkeypatch.setattr(batched, "MIN_CHUNK", {"half_cheetah": 1, "ant": 1})  # thread 5 copies
     n = 5
     envs = [BatchedMujocoEnv(env_id, n, max_episode_steps=12, num_threads=k) for k in (1, 2, 3)]
     outs = [env.reset(seed=3)[0] for env in envs]
