@@ -30,6 +30,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from gymnasium import spaces
 from torch import Tensor, nn
@@ -39,6 +40,7 @@ from agents.advantages import discounted_returns, gae, linear_feature_baseline, 
 from agents.optim import adapt_kl_coeff, detach_distribution, promp_loss, trpo_step
 from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, make_mlp_policy
 from agents.sampler import ActorOutput, BatchedEnv, make_batched_env, rollout, sample_action
+from agents.video import record_episodes, side_by_side
 from metarl import inner_loop
 from metarl.errors import NonFiniteError, UsageError
 from metarl.inner_loop import Params, forward, named_params
@@ -177,8 +179,10 @@ class PerTaskActor:
         params: Params,
         generator: torch.Generator,
         features: Tensor | None = None,
+        deterministic: bool = False,
     ) -> None:
         self.policy, self.generator, self.features = policy, generator, features
+        self.deterministic = deterministic
         self.params = {k: v.detach() for k, v in params.items()}
         for value in self.params.values():
             _finite("policy parameters", value)
@@ -191,7 +195,7 @@ class PerTaskActor:
     def __call__(self, obs, prev_action, prev_reward, prev_done, state) -> ActorOutput:
         x = add_features(obs.view(self.num_tasks, -1, obs.shape[-1]), self.features)
         dist = policy_dist(self.policy, self.params, x)
-        action = sample_action(dist, self.generator)
+        action = sample_action(dist, self.generator, self.deterministic)
         logp = dist.log_prob(action).flatten(0, 1)
         return ActorOutput(action.flatten(0, 1), logp, torch.zeros_like(logp), None)
 
@@ -487,6 +491,24 @@ class MAMLRL:
     def adaptation_curve(self, tasks: Any, max_budget: int) -> Tensor:
         """Mean query return after 0..max_budget inner steps: `[max_budget + 1, T]`."""
         return torch.stack(self._adaptation(tasks, max_budget, last=True)[1])
+
+    def record(self, tasks: Any, width: int = 160, height: int = 120) -> np.ndarray:
+        """Video `[F, H, 2W, 3]` uint8 of one episode on `tasks[0]`: the meta-learned policy
+        before adaptation (left) beside the policy after `eval_adapt_steps` inner steps on
+        fresh support episodes (right); mean actions. MuJoCo families only."""
+        task = tasks[0]
+        env = make_batched_env(self.distribution, 1, 1, self.device, self.cfg.horizon)
+        rng_state = self.eval_generator.get_state()  # recording leaves evaluation unchanged
+        try:
+            feats = task_features(task).to(self.device) if self.cfg.task_in_obs else None
+            clips = []
+            for params in (expand_params(self._theta(), 1), self.adapt(task, self.headline_budget)):
+                actor = PerTaskActor(self.policy, params, self.eval_generator, feats, True)
+                clips += record_episodes(env, task, actor, 1, [0], width=width, height=height)
+            return side_by_side(clips)
+        finally:
+            self.eval_generator.set_state(rng_state)
+            env.close()
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -30,6 +31,7 @@ from agents.advantages import gae, normalize
 from agents.optim import ppo_loss
 from agents.policies import check_head, make_recurrent_policy
 from agents.sampler import RecurrentActor, Trajectories, TrialBatch, make_batched_env, rollout
+from agents.video import record_episodes, side_by_side
 from metarl.errors import UsageError
 from metarl.seeding import make_generator, seeded
 
@@ -209,6 +211,23 @@ class RL2:
     def adaptation_curve(self, tasks: Any, max_budget: int) -> Tensor:
         """`[max_budget + 1, T]`: row b = mean return of episode b + 1, all in one trial."""
         return self.adapt(tasks, max_budget).returns_by_episode_index().T
+
+    def record(self, tasks: Any, width: int = 160, height: int = 120) -> np.ndarray:
+        """Video `[F, H, 2W, 3]` uint8 of one trial on `tasks[0]`: its first episode (left,
+        no experience of the task yet) beside its last (right, after `episodes_per_trial - 1`
+        episodes of it in memory). MuJoCo families only."""
+        task, n = tasks[0], self.cfg.episodes_per_trial
+        env = make_batched_env(self.distribution, 1, 1, self.device, self.cfg.horizon)
+        rng_state = self.eval_gen.get_state()  # recording leaves evaluation unchanged
+        try:
+            self.policy.eval()
+            actor = RecurrentActor(self.policy, self.eval_gen, self.cfg.eval_deterministic)
+            episodes = [0, n - 1] if n > 1 else [0]
+            clips = record_episodes(env, task, actor, n, episodes, width=width, height=height)
+            return side_by_side(clips)
+        finally:
+            self.eval_gen.set_state(rng_state)
+            env.close()
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -37,6 +37,7 @@ vector envs); action noise only from the actor's `torch.Generator`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -96,6 +97,14 @@ class BatchedEnv:
             torch.as_tensor(term, device=dev),
             torch.as_tensor(trunc, device=dev),
         )
+
+    def render(self, i: int, width: int = 160, height: int = 120) -> Any:
+        """Copy `i` as an RGB image `[height, width, 3]` uint8 (MuJoCo families only)."""
+        if self.is_tensor:
+            raise UsageError(
+                f"{type(self.env).__name__} has no renderer: videos need a MuJoCo task family"
+            )
+        return self.env.render_copy(i, width, height)
 
     def close(self) -> None:
         self.env.close()
@@ -340,11 +349,14 @@ def rollout(
     actor: Actor,
     num_episodes: int,
     seed: int | None = None,
+    on_step: Callable[[Tensor, Tensor], None] | None = None,
 ) -> Trajectories:
     """Play one trial of `num_episodes` episodes on every copy of `env`, set to `tasks`.
 
     tasks: a batch of `env.num_tasks` tasks. Returns `Trajectories` `[T, C * n, H, ...]`.
     At most `n * H` env steps per copy; stops early once every copy has finished its trial.
+    `on_step(ep [N], t [N])`, if given, is called before each step with every copy's episode
+    index inside the trial and step inside the episode (e.g. to render a frame).
     """
     if not isinstance(num_episodes, int) or num_episodes < 1:
         raise UsageError(f"num_episodes must be an integer >= 1, got {num_episodes!r}")
@@ -362,6 +374,8 @@ def rollout(
     steps: list[tuple[Tensor, ...]] = []
     check_every = max(h, 32)  # an all-finished check is a device sync: not every step
     for k in range(n * h):
+        if on_step is not None:
+            on_step(ep, t)
         out = actor(obs, prev_action, prev_reward, prev_done, state)
         live = ep < n
         restart = (ep + 1 < n) if not env.is_tensor else None

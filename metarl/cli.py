@@ -47,10 +47,15 @@ def _report(results: dict, run_dir: Path) -> None:
             f"{c['split']} tasks (mean and 95% confidence interval):"
         )
         print(format_curve(c))
-    print(f"\nRun directory: {run_dir}  (config.yaml, checkpoints/, results.json, curves.png)")
+    video = (run_dir / "adapted.gif").exists()
+    files = "config.yaml, checkpoints/, results.json, curves.png" + (
+        ", adapted.gif" if video else ""
+    )
+    print(f"\nRun directory: {run_dir}  ({files})")
     print(
         f"TensorBoard:   tensorboard --logdir {run_dir}   then open http://127.0.0.1:6006 "
-        "(SCALARS: adapt/, meta/; CUSTOM SCALARS: the curve; IMAGES: adapt/curve)"
+        "(SCALARS: adapt/, meta/; CUSTOM SCALARS: the curve; IMAGES: adapt/curve"
+        + (", adapt/video: before | after adaptation)" if video else ")")
     )
 
 
@@ -147,7 +152,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    # Overrides may also come after options (`train CFG --run-dir D a=1`), which argparse
+    # alone rejects once the positionals are consumed.
+    args, extra = p.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "overrides") or any(x.startswith("-") for x in extra):
+            p.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
     try:
         args.func(args)
     except UsageError as exc:

@@ -51,6 +51,9 @@ class EvalConfig:
     """The curve covers budgets 0..max_budget (steps, shots or episodes)."""
     batch_tasks: int = 50
     """Tasks evaluated at once (memory, not results, depends on it)."""
+    video: bool = True
+    """At the final evaluation, film one held-out task before and after adaptation
+    (TensorBoard `adapt/video`, `adapted.gif` in the run dir); renderable tasks only."""
 
 
 @dataclass

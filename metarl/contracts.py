@@ -23,6 +23,9 @@ class TaskDistribution(Protocol):
     """A distribution over tasks with named splits, so held-out tasks are never trained on."""
 
     splits: tuple[str, ...]
+    # Optional: `renderable = True` where a learner's `record(tasks) -> [F, H, W, 3]` uint8
+    # can film behaviour on these tasks (the MuJoCo families); the trainer then logs a video
+    # of adapted behaviour at the final evaluation (`eval.video`).
 
     def sample(self, split: str, num_tasks: int, generator: torch.Generator) -> Any:
         """Draw `num_tasks` tasks of `split` using only `generator` for randomness.

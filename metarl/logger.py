@@ -2,18 +2,23 @@
 
 Keys: `meta/...` (training metrics), `adapt/<metric>_<budget>_<k>` (one scalar per budget of
 the held-out curve, grouped by a custom-scalars layout so TensorBoard draws them as one
-multi-line chart), `adapt/curve` (the curve as a figure), `time/...`.
+multi-line chart), `adapt/curve` (the curve as a figure), `adapt/video` (adapted behaviour as an animated GIF
+in the Images tab), `time/...`.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
+from PIL import Image
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from tensorboard.compat.proto.summary_pb2 import Summary  # noqa: E402
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 
 
@@ -36,6 +41,19 @@ def save_curve_png(curve: dict[str, Any], path: Path, title: str = "") -> None:
     fig = curve_figure(curve, title)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def encode_gif(frames: np.ndarray, fps: float = 10.0) -> bytes:
+    """Frames `[F, H, W, 3]` uint8 as an animated GIF that loops (Pillow; 256 colours)."""
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
+        raise ValueError(f"frames must be uint8 [F, H, W, 3] with F >= 1; got {frames.shape}")
+    images = [Image.fromarray(f) for f in frames]
+    buf = io.BytesIO()
+    duration = max(20, round(1000 / fps))  # ms per frame (GIF resolution: 10 ms)
+    images[0].save(
+        buf, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0
+    )
+    return buf.getvalue()
 
 
 class RunLogger:
@@ -63,6 +81,17 @@ class RunLogger:
         fig = curve_figure(curve, f"iteration {step}")
         self.writer.add_figure("adapt/curve", fig, step, close=True)
         self.writer.flush()
+
+    def video(self, tag: str, frames: np.ndarray, step: int, fps: float = 10.0) -> bytes:
+        """Log frames `[F, H, W, 3]` uint8 as an animated GIF image summary (TensorBoard's
+        Images tab plays it; `add_video` would need moviepy). Returns the GIF bytes."""
+        gif = encode_gif(frames, fps)
+        f, h, w, _ = frames.shape
+        image = Summary.Image(height=h, width=w, colorspace=3, encoded_image_string=gif)
+        summary = Summary(value=[Summary.Value(tag=tag, image=image)])
+        self.writer._get_file_writer().add_summary(summary, step)
+        self.writer.flush()
+        return gif
 
     def close(self) -> None:
         self.writer.close()

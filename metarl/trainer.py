@@ -219,6 +219,21 @@ def train(
     return results
 
 
+def record_video(run: Run, logger: RunLogger, split: str) -> Path | None:
+    """Film one task of `split` before and after adaptation when the learner can
+    (`learner.record`) and the tasks are renderable; TensorBoard `adapt/video` and
+    `adapted.gif`. Returns the GIF's path, or None."""
+    renderable = getattr(run.distribution, "renderable", False)
+    if not (run.cfg.eval.video and renderable and hasattr(run.learner, "record")):
+        return None
+    gen = make_generator(run.cfg.seed, f"video/{split}", run.device)
+    frames = run.learner.record(run.distribution.sample(split, 1, gen))
+    gif = logger.video("adapt/video", frames, run.iteration)
+    path = run.run_dir / "adapted.gif"
+    path.write_bytes(gif)
+    return path
+
+
 def final_evaluation(
     run: Run,
     logger: RunLogger | None = None,
@@ -235,6 +250,7 @@ def final_evaluation(
     curve = run.evaluate(split or e.final_split, num_tasks or e.final_num_tasks)
     if logger is not None:
         logger.curve(curve, run.iteration)
+        record_video(run, logger, split or e.final_split)
     b = min(run.learner.headline_budget, len(curve["mean"]) - 1)
     results = {
         "name": run.cfg.name,

@@ -51,3 +51,5 @@ def test_tiny_run_of_shipped_config(name, tmp_path, request, capsys):
     assert results["iterations"] == 2 and results["curve"]["num_tasks"] == 2
     assert "Adaptation curve" in out.out and "tensorboard --logdir" in out.out
     assert (tmp_path / "curves.png").exists() and (tmp_path / "checkpoints" / "last.pt").exists()
+    # MuJoCo tasks also get a video of adapted behaviour (TensorBoard adapt/video, a GIF)
+    assert (tmp_path / "adapted.gif").exists() == (cfg.task["kind"] in MUJOCO_TASKS)

@@ -97,6 +97,7 @@ class BatchedMujocoEnv(VectorEnv):
         self._truncated = np.zeros(num_envs, dtype=bool)
         self._t = np.zeros(num_envs, dtype=np.int64)
         self._rngs: list[np.random.Generator | None] = [None] * num_envs
+        self._renderers: dict[tuple[int, int, int], mujoco.Renderer] = {}
         self._set_tasks(template.task)
 
     # --- tasks ------------------------------------------------------------------------------
@@ -111,6 +112,35 @@ class BatchedMujocoEnv(VectorEnv):
         self._z0 = np.array([self._cls.z_offset(p) for p in self._params])
         for m, p in zip(self.models, self._params, strict=False):
             self._cls.apply_task(m, p)
+        self._close_renderers()  # a renderer holds its model's height field as uploaded
+
+    # --- rendering --------------------------------------------------------------------------
+    def render_copy(self, i: int, width: int = 160, height: int = 120) -> np.ndarray:
+        """Copy `i` as an RGB image `[height, width, 3]` uint8, seen from the side by a camera
+        tracking the torso (headless: EGL unless `MUJOCO_GL` says otherwise). The image is in
+        the task's frame: on a slope the floor looks level and gravity is tilted."""
+        if not 0 <= i < self.num_envs:
+            raise UsageError(f"copy index {i} out of range [0, {self.num_envs})")
+        key = (i, width, height)
+        if key not in self._renderers:
+            m = self.models[i]
+            m.vis.global_.offwidth = max(m.vis.global_.offwidth, width)
+            m.vis.global_.offheight = max(m.vis.global_.offheight, height)
+            self._renderers[key] = mujoco.Renderer(m, height, width)
+        cam = mujoco.MjvCamera()
+        cam.type = mujoco.mjtCamera.mjCAMERA_TRACKING
+        cam.trackbodyid = 1  # the torso
+        cam.distance, cam.azimuth, cam.elevation = (
+            (5.0, 90.0, -20.0) if self._ant else (4.0, 90.0, -10.0)
+        )
+        renderer = self._renderers[key]
+        renderer.update_scene(self.datas[i], camera=cam)
+        return renderer.render().copy()
+
+    def _close_renderers(self) -> None:
+        for renderer in self._renderers.values():
+            renderer.close()
+        self._renderers.clear()
 
     # --- gymnasium VectorEnv API ------------------------------------------------------------
     def reset(
@@ -216,6 +246,7 @@ class BatchedMujocoEnv(VectorEnv):
             pos[idx, 0] = qpos[idx, 0]
 
     def close_extras(self, **kwargs: Any) -> None:
+        self._close_renderers()
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None

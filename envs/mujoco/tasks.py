@@ -278,6 +278,7 @@ def _check_num(num_tasks: int) -> None:
 class HalfCheetahVelDistribution:
     """Target velocity U[low, high] m/s (MAML / ProMP: U[0, 2]); all splits share the range."""
 
+    renderable = True  # BatchedMujocoEnv.render_copy: videos of adapted behaviour
     env_id = "metarl/HalfCheetahVel-v0"
     splits = SPLITS
 
@@ -297,6 +298,7 @@ class HalfCheetahVelDistribution:
 class HalfCheetahDirDistribution:
     """Direction +1 or -1 with probability 1/2 (MAML / ProMP forward-backward cheetah)."""
 
+    renderable = True  # BatchedMujocoEnv.render_copy: videos of adapted behaviour
     env_id = "metarl/HalfCheetahDir-v0"
     splits = SPLITS
 
@@ -313,6 +315,7 @@ class HalfCheetahDirDistribution:
 class AntDirDistribution:
     """Heading angle U[0, 2 pi) (2-D directions), or {0, pi} when `forward_backward` (MAML)."""
 
+    renderable = True  # BatchedMujocoEnv.render_copy: videos of adapted behaviour
     env_id = "metarl/AntDir-v0"
     splits = SPLITS
 
@@ -333,6 +336,7 @@ class AntDirDistribution:
 class AntGoalDistribution:
     """Goal uniform in a disc of radius `radius` (PEARL: 3): r = R sqrt(u), angle U[0, 2 pi)."""
 
+    renderable = True  # BatchedMujocoEnv.render_copy: videos of adapted behaviour
     env_id = "metarl/AntGoal-v0"
     splits = SPLITS
 
@@ -359,6 +363,7 @@ class SlopeDistribution:
     """
 
     splits = SLOPE_SPLITS
+    renderable = True  # BatchedMujocoEnv.render_copy: videos of adapted behaviour
 
     def __init__(
         self,
@@ -414,6 +419,7 @@ class TerrainDistribution:
     The first 2 m are always flat, so the robot starts on level ground.
     """
 
+    renderable = True  # BatchedMujocoEnv.render_copy: videos of adapted behaviour
     env_id = "metarl/HalfCheetahTerrain-v0"
     splits = SLOPE_SPLITS
 
