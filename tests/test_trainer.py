@@ -303,3 +303,15 @@ def test_two_protonet_runs_on_real_omniglot_are_identical(tmp_path, omniglot_dir
     r2 = train(load_config("omniglot_protonet_5w1s", args), tmp_path / "b", progress=False)
     assert r1["curve"] == r2["curve"]
     assert_same_params(params_of(tmp_path / "a"), params_of(tmp_path / "b"))
+
+
+def test_overrides_may_follow_options_and_unknown_options_exit_2(tmp_path, capsys):
+    argv = ["train", "sinusoid_maml", "--run-dir", str(tmp_path), "--no-progress"]
+    assert main([*argv, *TINY, "train.iterations=2"]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["iterations"] == 2 and results["curve"]["num_tasks"] == 16  # both applied
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--bogus", "train.iterations=2"])
+    assert exc.value.code == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
