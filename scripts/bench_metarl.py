@@ -223,7 +223,12 @@ def throughput_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 # --- MAML-RL: adaptation-gap closure against an oracle and a fine-tuned multi-task policy ------
 
-GAP_TARGETS = {"navigation": 0.8, "halfcheetah_vel": 0.7}
+GAP_TARGETS = {  # (family, held-out split): gap closure after one inner step
+    ("navigation", "test"): 0.8,
+    ("halfcheetah_vel", "test"): 0.7,
+    ("halfcheetah_slope", "test"): 0.7,  # unseen slopes inside the training range
+    ("halfcheetah_slope", "test_beyond"): 0.5,  # unseen slopes beyond it
+}
 
 
 def train_maml_rl(config: str, overrides: list[str], seed: int) -> tuple[Any, dict[str, Any], str]:
@@ -236,10 +241,15 @@ def train_maml_rl(config: str, overrides: list[str], seed: int) -> tuple[Any, di
 
 
 def maml_rl_gap_rows(
-    family: str, config: str, budget: list[str], minutes: float, args: argparse.Namespace
+    family: str,
+    config: str,
+    budget: list[str],
+    minutes: float,
+    args: argparse.Namespace,
+    splits: tuple[str, ...] = ("test",),
 ) -> list[dict[str, Any]]:
     """MAML-TRPO vs the oracle (task in the observation) and the multi-task policy fine-tuned
-    with the same inner step, on held-out test tasks; one inner step.
+    with the same inner step, on the held-out tasks of each of `splits`; one inner step.
 
     MAML trains for `minutes` (wall-clock cap, `budget` overrides on top of the shipped
     config); the two baselines train with the same number of env steps (2x the iterations:
@@ -247,12 +257,11 @@ def maml_rl_gap_rows(
     """
     from agents.baselines_rl import gap_closure, random_returns
 
-    target = GAP_TARGETS[family]
-    samples: dict[str, list[torch.Tensor]] = {}
+    samples: dict[tuple[str, str], list[torch.Tensor]] = {}
     info: dict[str, dict[str, Any]] = {}
 
-    def record(name: str, values: torch.Tensor, run: Any, res: dict[str, Any], cmd: str) -> None:
-        samples.setdefault(name, []).append(values)
+    def record(split: str, name: str, values: torch.Tensor, run: Any, res: Any, cmd: str) -> None:
+        samples.setdefault((split, name), []).append(values)
         steps = int(run.learner.env_steps)
         info[name] = {
             "env_steps": steps,
@@ -264,10 +273,6 @@ def maml_rl_gap_rows(
     for seed in args.seeds:
         cap = [f"train.max_minutes={minutes}", *budget]
         run, res, cmd = train_maml_rl(config, cap, seed)
-        tasks = run.distribution.sample("test", args.test_tasks, make_generator(seed, "bench/test"))
-        curve = run.learner.adaptation_curve(tasks, 1)
-        record("MAML-TRPO, pre-adaptation", curve[0], run, res, cmd)
-        record("MAML-TRPO, adapted (1 step)", curve[1], run, res, cmd)
         same = [
             f"train.iterations={2 * res['iterations']}",
             f"train.max_minutes={minutes}",
@@ -275,37 +280,53 @@ def maml_rl_gap_rows(
         ]
         oracle = ["learner.task_in_obs=true", "learner.adapt_steps=0", "learner.eval_adapt_steps=0"]
         run_o, res_o, cmd_o = train_maml_rl(config, [*same, *oracle], seed)
-        record(
-            "oracle (task in obs)", run_o.learner.adaptation_curve(tasks, 0)[0], run_o, res_o, cmd_o
-        )
         run_m, res_m, cmd_m = train_maml_rl(config, [*same, "learner.adapt_steps=0"], seed)
-        curve_m = run_m.learner.adaptation_curve(tasks, 1)
-        record("multi-task, pre-adaptation", curve_m[0], run_m, res_m, cmd_m)
-        record("multi-task, fine-tuned (1 step)", curve_m[1], run_m, res_m, cmd_m)
-        gen = make_generator(seed, "bench/random")
-        episodes = run.learner.cfg.episodes_per_task
-        rand = random_returns(run.distribution, tasks, episodes, gen, run.learner.cfg.horizon)
-        samples.setdefault("random", []).append(rand)
-        info["random"] = {"command": "agents.baselines_rl.random_returns"}
+        for split in splits:
+            gen = make_generator(seed, f"bench/{split}")
+            tasks = run.distribution.sample(split, args.test_tasks, gen)
+            curve = run.learner.adaptation_curve(tasks, 1)
+            record(split, "MAML-TRPO, pre-adaptation", curve[0], run, res, cmd)
+            record(split, "MAML-TRPO, adapted (1 step)", curve[1], run, res, cmd)
+            oracle_curve = run_o.learner.adaptation_curve(tasks, 0)
+            record(split, "oracle (task in obs)", oracle_curve[0], run_o, res_o, cmd_o)
+            curve_m = run_m.learner.adaptation_curve(tasks, 1)
+            record(split, "multi-task, pre-adaptation", curve_m[0], run_m, res_m, cmd_m)
+            record(split, "multi-task, fine-tuned (1 step)", curve_m[1], run_m, res_m, cmd_m)
+            episodes, horizon = run.learner.cfg.episodes_per_task, run.learner.cfg.horizon
+            gen = make_generator(seed, f"bench/random/{split}")
+            rand = random_returns(run.distribution, tasks, episodes, gen, horizon)
+            samples.setdefault((split, "random"), []).append(rand)
+            info["random"] = {"command": "agents.baselines_rl.random_returns"}
 
-    mean = {k: torch.cat(v).double().mean().item() for k, v in samples.items()}
-    oracle_mean = mean["oracle (task in obs)"]
-    closure = {
-        "MAML-TRPO, adapted (1 step)": gap_closure(
-            mean["MAML-TRPO, pre-adaptation"], mean["MAML-TRPO, adapted (1 step)"], oracle_mean
-        ),
-        "multi-task, fine-tuned (1 step)": gap_closure(
-            mean["multi-task, pre-adaptation"], mean["multi-task, fine-tuned (1 step)"], oracle_mean
-        ),
-    }
     rows = []
-    for name, values in samples.items():
-        label = name
-        if name in closure:
-            label += f"; gap closure {closure[name]:.2f} (target >= {target})"
-        rows.append(_row(f"MAML-RL {family}", label, torch.cat(values), **info[name]))
-        if name in closure:
-            rows[-1]["gap_closure"] = closure[name]
+    for split in splits:
+        mean = {
+            name: torch.cat(v).double().mean().item()
+            for (sp, name), v in samples.items()
+            if sp == split
+        }
+        target = GAP_TARGETS[(family, split)]
+        oracle_mean = mean["oracle (task in obs)"]
+        closure = {
+            "MAML-TRPO, adapted (1 step)": gap_closure(
+                mean["MAML-TRPO, pre-adaptation"], mean["MAML-TRPO, adapted (1 step)"], oracle_mean
+            ),
+            "multi-task, fine-tuned (1 step)": gap_closure(
+                mean["multi-task, pre-adaptation"],
+                mean["multi-task, fine-tuned (1 step)"],
+                oracle_mean,
+            ),
+        }
+        label = f"MAML-RL {family}" + (f" ({split})" if len(splits) > 1 else "")
+        for (sp, name), values in samples.items():
+            if sp != split:
+                continue
+            method = name
+            if name in closure:
+                method += f"; gap closure {closure[name]:.2f} (target >= {target})"
+            rows.append(_row(label, method, torch.cat(values), **info[name]))
+            if name in closure:
+                rows[-1]["gap_closure"] = closure[name]
     return rows
 
 
@@ -316,7 +337,7 @@ def navigation_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     budget = ["learner.hidden=[64,64]"]
     if args.quick:
         budget += ["train.num_tasks=10", "learner.episodes_per_task=10"]
-    minutes = 2.0 if args.quick else 8.0
+    minutes = args.minutes or (2.0 if args.quick else 8.0)
     return maml_rl_gap_rows("navigation", "navigation_maml_trpo", budget, minutes, args)
 
 
@@ -329,8 +350,24 @@ def halfcheetah_vel_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
         budget += ["train.num_tasks=10", "learner.episodes_per_task=5"]
     else:
         budget += ["train.num_tasks=20", "learner.episodes_per_task=10"]
-    minutes = 2.0 if args.quick else 8.0
+    minutes = args.minutes or (2.0 if args.quick else 8.0)
     return maml_rl_gap_rows("halfcheetah_vel", "halfcheetah_vel_maml_trpo", budget, minutes, args)
+
+
+def halfcheetah_slope_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """HalfCheetah slopes: train on [-10, 10] degrees minus held-out bands; closure on unseen
+    slopes inside the range (|angle| in [6.5, 7.5], split test) and beyond it ([12, 20],
+    test_beyond). Budget cut as for HalfCheetahVel (20 x 10 of 100, 64-64) for this CPU."""
+    budget = ["learner.hidden=[64,64]", "learner.horizon=100"]
+    if args.quick:
+        budget += ["train.num_tasks=10", "learner.episodes_per_task=5"]
+    else:
+        budget += ["train.num_tasks=20", "learner.episodes_per_task=10"]
+    minutes = args.minutes or (2.0 if args.quick else 8.0)
+    splits = ("test", "test_beyond")
+    return maml_rl_gap_rows(
+        "halfcheetah_slope", "halfcheetah_slope_maml_trpo", budget, minutes, args, splits
+    )
 
 
 SECTIONS: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
@@ -339,6 +376,7 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
     "throughput": throughput_rows,
     "navigation": navigation_rows,
     "halfcheetah_vel": halfcheetah_vel_rows,
+    "halfcheetah_slope": halfcheetah_slope_rows,
 }
 
 
@@ -348,7 +386,7 @@ def to_markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "",
         f"`{' '.join(sys.argv)}` on {torch.get_num_threads()} CPU thread(s)"
         f"{' + ' + torch.cuda.get_device_name() if torch.cuda.is_available() else ''}; "
-        f"training budget {args.iterations} meta-iterations per run, seeds {args.seeds}, "
+        f"RL² budget {args.iterations} meta-iterations per run, seeds {args.seeds}, "
         f"{args.test_tasks} held-out test tasks per seed. Totals are the summed reward of one "
         "trial; CI = 1.96 std / sqrt(n) over (task, seed).",
         "",
@@ -383,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test-tasks", type=int, default=None)
     p.add_argument("--override", nargs="*", default=[], help="extra config overrides")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument(
+        "--minutes", type=float, default=None, help="MAML-RL sections: training minutes per run"
+    )
     p.add_argument("--out", default="results/metarl")
     args = p.parse_args(argv)
     if args.iterations is None:
