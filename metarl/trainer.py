@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,7 +228,16 @@ def record_video(run: Run, logger: RunLogger, split: str) -> Path | None:
     if not (run.cfg.eval.video and renderable and hasattr(run.learner, "record")):
         return None
     gen = make_generator(run.cfg.seed, f"video/{split}", run.device)
-    frames = run.learner.record(run.distribution.sample(split, 1, gen))
+    try:
+        frames = run.learner.record(run.distribution.sample(split, 1, gen))
+    except Exception as exc:  # an optional extra: a missing GL library must not fail the run
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(
+            f"metarl: warning: no video of adapted behaviour ({reason}); headless rendering "
+            "needs EGL (MUJOCO_GL=egl) or a display; eval.video=false skips it",
+            file=sys.stderr,
+        )
+        return None
     gif = logger.video("adapt/video", frames, run.iteration)
     path = run.run_dir / "adapted.gif"
     path.write_bytes(gif)
@@ -250,7 +260,6 @@ def final_evaluation(
     curve = run.evaluate(split or e.final_split, num_tasks or e.final_num_tasks)
     if logger is not None:
         logger.curve(curve, run.iteration)
-        record_video(run, logger, split or e.final_split)
     b = min(run.learner.headline_budget, len(curve["mean"]) - 1)
     results = {
         "name": run.cfg.name,
@@ -263,6 +272,8 @@ def final_evaluation(
     previous.update(extra or {})
     previous.update(results)
     path.write_text(json.dumps(previous, indent=2))
+    if logger is not None:
+        record_video(run, logger, split or e.final_split)
     if out is not None:
         return previous
     save_curve_png(curve, run.run_dir / "curves.png", f"{run.cfg.name}: {curve['split']}")

@@ -183,3 +183,32 @@ def test_trainer_logs_the_video_for_mujoco_tasks_only(tmp_path):
     cfg = load_config("navigation_maml_trpo", [*tiny, "learner.episodes_per_task=2"])
     train(cfg, tmp_path / "nav", progress=False)
     assert not (tmp_path / "nav" / "adapted.gif").exists()
+
+
+def test_a_rendering_failure_costs_the_video_not_the_run(tmp_path, monkeypatch, capsys):
+    from agents.maml_rl import MAMLRL
+
+    def broken(self, tasks, width=160, height=120):
+        raise RuntimeError("an OpenGL platform library has not been loaded\nmore detail")
+
+    monkeypatch.setattr(MAMLRL, "record", broken)
+    cfg = load_config(
+        "halfcheetah_slope_maml_trpo",
+        [
+            "device=cpu",
+            "train.iterations=1",
+            "train.num_tasks=2",
+            "train.eval_interval=0",
+            "eval.final_num_tasks=2",
+            "eval.batch_tasks=2",
+            "eval.max_budget=1",
+            "learner.episodes_per_task=2",
+            "learner.horizon=4",
+            "learner.hidden=[8]",
+        ],
+    )
+    results = train(cfg, tmp_path, progress=False)
+    assert results["iterations"] == 1 and (tmp_path / "results.json").exists()
+    assert not (tmp_path / "adapted.gif").exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("metarl: warning: no video of adapted behaviour (an OpenGL")
