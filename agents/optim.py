@@ -266,6 +266,7 @@ def trpo_step(
     backtrack_ratio: float = 0.8,
     max_backtracks: int = 15,
     accept_ratio: float = 0.0,
+    fisher_kl_fn: Callable[[Params], Tensor] | None = None,
 ) -> TRPOResult:
     """One TRPO update (Schulman et al. 2015): maximise `surrogate_fn` s.t. `kl_fn <= max_kl`.
 
@@ -274,7 +275,9 @@ def trpo_step(
     policy at `params` (0 at p = params). Direction `x = F^-1 g` by conjugate gradient on
     Fisher-vector products, scaled so `0.5 x^T F x = max_kl`; then backtracking by
     `backtrack_ratio` until the KL bound holds and the surrogate improved (by at least
-    `accept_ratio` of the first-order prediction).
+    `accept_ratio` of the first-order prediction). `fisher_kl_fn`, if given, replaces `kl_fn`
+    in the Fisher-vector products only (a cheaper metric with the same minimum at `params`);
+    the line search always checks `kl_fn`.
     """
     if max_kl <= 0:
         raise UsageError(f"max_kl must be > 0, got {max_kl}")
@@ -293,7 +296,7 @@ def trpo_step(
     g = _grad(surr, p)
     if not torch.isfinite(g).all():
         raise NonFiniteError("TRPO surrogate gradient is not finite")
-    fvp = fisher_vector_product(kl_fn, leaf(theta), damping)
+    fvp = fisher_vector_product(fisher_kl_fn or kl_fn, leaf(theta), damping)
     x = conjugate_gradient(fvp, g, cg_iters)
     xfx = x @ fvp(x)
     before = surr.item()

@@ -18,7 +18,7 @@ from agents.maml_rl import (
     task_mean,
     vmap_policy_dist,
 )
-from agents.optim import lvc_loss
+from agents.optim import fisher_vector_product, lvc_loss
 from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy
 from envs.tensor import BanditDistribution, Navigation2DDistribution
 from metarl.errors import NonFiniteError, UsageError
@@ -132,8 +132,9 @@ def test_lvc_inner_loss_equals_promp_lvc_at_the_sampling_parameters():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_trpo_step_satisfies_the_kl_bound_on_sampled_data():
-    cfg = replace(SMALL, max_kl=0.005)
+@pytest.mark.parametrize("fisher", ["first_order", "exact"])
+def test_trpo_step_satisfies_the_kl_bound_on_sampled_data(fisher):
+    cfg = replace(SMALL, max_kl=0.005, fisher=fisher)
     learner = _learner(cfg)
     tasks = _tasks(learner.distribution, 4)
     supports, _, query, adapted = learner._collect(tasks)
@@ -149,6 +150,38 @@ def test_trpo_step_satisfies_the_kl_bound_on_sampled_data():
         kl = task_mean(kl_divergence(old, policy_dist(learner.policy, new, query.obs)), query.mask)
     assert 0 < kl.mean().item() <= cfg.max_kl * 1.001
     assert metrics["kl"] == pytest.approx(kl.mean().item(), rel=1e-3)
+
+
+def test_first_order_fisher_is_close_to_the_exact_hessian_of_the_adapted_kl():
+    # The exact metric is the Hessian of KL(theta) = KL(pi_theta'(old) || pi_theta'(theta))
+    # through the inner step, J^T F J with J = I - alpha H_support; the first-order one takes
+    # J = I. With MAML's inner step size they nearly agree, but are not the same product.
+    learner = _learner(replace(SMALL, episodes_per_task=8))
+    tasks = _tasks(learner.distribution, 4)
+    supports, _, query, adapted = learner._collect(tasks)
+    with torch.no_grad():
+        old = maml_rl.detach_distribution(policy_dist(learner.policy, adapted, query.obs))
+    theta = {k: v.detach().clone().requires_grad_(True) for k, v in learner._theta().items()}
+
+    def kl_with(first_order):
+        cfg = replace(learner.cfg, first_order=first_order)
+
+        def kl(p):
+            new = adapt_params(learner.policy, expand_params(p, 4), supports, cfg)
+            d = kl_divergence(old, policy_dist(learner.policy, new, query.obs))
+            return task_mean(d, query.mask).mean()
+
+        return kl
+
+    v = torch.randn(
+        sum(t.numel() for t in theta.values()), generator=torch.Generator().manual_seed(3)
+    )
+    exact = fisher_vector_product(kl_with(False), theta, 0.0)(v)
+    approx = fisher_vector_product(kl_with(True), theta, 0.0)(v)
+    cosine = (exact @ approx / (exact.norm() * approx.norm())).item()
+    assert cosine > 0.99
+    assert not torch.allclose(exact, approx, rtol=1e-6, atol=0)  # the option changes something
+    assert (v @ approx).item() > 0  # a metric: positive definite along v
 
 
 def test_promp_step_runs_and_adapts_its_inner_kl_penalty():
