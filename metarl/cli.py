@@ -47,16 +47,13 @@ def _report(results: dict, run_dir: Path) -> None:
             f"{c['split']} tasks (mean and 95% confidence interval):"
         )
         print(format_curve(c))
-    video = (run_dir / "adapted.gif").exists()
-    files = "config.yaml, checkpoints/, results.json, curves.png" + (
-        ", adapted.gif" if video else ""
-    )
-    print(f"\nRun directory: {run_dir}  ({files})")
+    print(f"\nRun directory: {run_dir}  (config.yaml, checkpoints/, results.json, curves.png)")
     print(
         f"TensorBoard:   tensorboard --logdir {run_dir}   then open http://127.0.0.1:6006 "
-        "(SCALARS: adapt/, meta/; CUSTOM SCALARS: the curve; IMAGES: adapt/curve"
-        + (", adapt/video: before | after adaptation)" if video else ")")
+        "(SCALARS: adapt/, meta/; CUSTOM SCALARS: the curve; IMAGES: adapt/curve, adapt/video)"
     )
+    if results.get("video"):
+        print(f"Video:         {run_dir / results['video']}  (a held-out task: before | after)")
 
 
 def _eval(args: argparse.Namespace) -> None:

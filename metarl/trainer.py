@@ -28,7 +28,7 @@ from metarl.checkpoint import load_checkpoint, save_checkpoint
 from metarl.config import RunConfig, apply_overrides, diff_configs, from_dict, to_dict
 from metarl.errors import NonFiniteError, UsageError
 from metarl.evaluation import adaptation_curve, format_curve
-from metarl.logger import RunLogger, save_curve_png
+from metarl.logger import RunLogger, encode_gif, save_curve_png
 from metarl.seeding import make_generator
 
 
@@ -220,10 +220,11 @@ def train(
     return results
 
 
-def record_video(run: Run, logger: RunLogger, split: str) -> Path | None:
+def record_video(run: Run, logger: RunLogger | None, split: str) -> Path | None:
     """Film one task of `split` before and after adaptation when the learner can
-    (`learner.record`) and the tasks are renderable; TensorBoard `adapt/video` and
-    `adapted.gif`. Returns the GIF's path, or None."""
+    (`learner.record`) and the tasks are renderable: `adapted.gif` in the run dir
+    (`adapted_<split>.gif` for another split than the final one) and, with a logger,
+    TensorBoard `adapt/video` (`adapt/video_<split>`). Returns the GIF's path, or None."""
     renderable = getattr(run.distribution, "renderable", False)
     if not (run.cfg.eval.video and renderable and hasattr(run.learner, "record")):
         return None
@@ -238,8 +239,11 @@ def record_video(run: Run, logger: RunLogger, split: str) -> Path | None:
             file=sys.stderr,
         )
         return None
-    gif = logger.video("adapt/video", frames, run.iteration)
-    path = run.run_dir / "adapted.gif"
+    suffix = "" if split == run.cfg.eval.final_split else f"_{split}"
+    gif = encode_gif(frames)
+    if logger is not None:
+        logger.video(f"adapt/video{suffix}", frames, run.iteration)
+    path = run.run_dir / f"adapted{suffix}.gif"
     path.write_bytes(gif)
     return path
 
@@ -272,8 +276,10 @@ def final_evaluation(
     previous.update(extra or {})
     previous.update(results)
     path.write_text(json.dumps(previous, indent=2))
-    if logger is not None:
-        record_video(run, logger, split or e.final_split)
+    video = record_video(run, logger, split or e.final_split)
+    if video is not None:
+        previous["video"] = video.name
+        path.write_text(json.dumps(previous, indent=2))
     if out is not None:
         return previous
     save_curve_png(curve, run.run_dir / "curves.png", f"{run.cfg.name}: {curve['split']}")

@@ -4,6 +4,7 @@ learners' `record`, and the trainer writing `adapt/video` for MuJoCo tasks only.
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from envs.mujoco.batched import BatchedMujocoEnv  # noqa: E402
 from envs.mujoco.tasks import SlopeDistribution  # noqa: E402
 from envs.tensor import Navigation2DDistribution  # noqa: E402
 from metarl import registry  # noqa: E402
+from metarl.cli import main  # noqa: E402
 from metarl.config import load_config  # noqa: E402
 from metarl.trainer import train  # noqa: E402
 
@@ -151,7 +153,7 @@ def test_learner_record_is_before_beside_after_and_leaves_evaluation_alone(name,
     assert not np.array_equal(left, right)  # adapted (or later-episode) behaviour differs
 
 
-def test_trainer_logs_the_video_for_mujoco_tasks_only(tmp_path):
+def test_trainer_logs_the_video_for_mujoco_tasks_only(tmp_path, capsys):
     tiny = [
         "device=cpu",
         "train.iterations=1",
@@ -172,6 +174,14 @@ def test_trainer_logs_the_video_for_mujoco_tasks_only(tmp_path):
     (event,) = acc.Images("adapt/video")
     assert event.encoded_image_string == gif and event.step == 1
     assert len(_gif_frames(gif)) == 3 and (event.width, event.height) == (320, 120)
+    # `metarl eval --split test_beyond` films a slope beyond the training range
+    out = tmp_path / "beyond.json"
+    rc = main(["eval", str(tmp_path / "slope"), "--split", "test_beyond", "--out", str(out)])
+    assert rc == 0
+    assert json.loads(out.read_text())["video"] == "adapted_test_beyond.gif"
+    beyond = (tmp_path / "slope" / "adapted_test_beyond.gif").read_bytes()
+    assert len(_gif_frames(beyond)) == 3 and beyond != gif
+    assert "Video:" in capsys.readouterr().out
 
     cfg = load_config(
         "halfcheetah_slope_maml_trpo",
