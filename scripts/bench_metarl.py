@@ -345,28 +345,34 @@ def halfcheetah_vel_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     """HalfCheetahVel (target velocity U[0, 2]): MAML's 40 tasks x 20 episodes of 200 steps cut
     to 20 x 10 of 100 and a 64-64 policy so that 8 minutes buy ~100 meta-iterations on
     this CPU (the paper ran ~500 of the full size); quick: 10 x 5, 2 minutes."""
-    budget = ["learner.hidden=[64,64]", "learner.horizon=100"]
-    if args.quick:
-        budget += ["train.num_tasks=10", "learner.episodes_per_task=5"]
-    else:
-        budget += ["train.num_tasks=20", "learner.episodes_per_task=10"]
     minutes = args.minutes or (2.0 if args.quick else 8.0)
+    budget = _cheetah_budget(args)
     return maml_rl_gap_rows("halfcheetah_vel", "halfcheetah_vel_maml_trpo", budget, minutes, args)
+
+
+def _cheetah_budget(args: argparse.Namespace) -> list[str]:
+    """MAML's 40 x 20 episodes of 200 steps cut to 20 x 10 of 100 (quick: 10 x 5), 64-64."""
+    size = (
+        ["train.num_tasks=10", "learner.episodes_per_task=5"]
+        if args.quick
+        else ["train.num_tasks=20", "learner.episodes_per_task=10"]
+    )
+    return ["learner.hidden=[64,64]", "learner.horizon=100", *size]
 
 
 def halfcheetah_slope_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     """HalfCheetah slopes: train on [-10, 10] degrees minus held-out bands; closure on unseen
     slopes inside the range (|angle| in [6.5, 7.5], split test) and beyond it ([12, 20],
     test_beyond). Budget cut as for HalfCheetahVel (20 x 10 of 100, 64-64) for this CPU."""
-    budget = ["learner.hidden=[64,64]", "learner.horizon=100"]
-    if args.quick:
-        budget += ["train.num_tasks=10", "learner.episodes_per_task=5"]
-    else:
-        budget += ["train.num_tasks=20", "learner.episodes_per_task=10"]
     minutes = args.minutes or (2.0 if args.quick else 8.0)
     splits = ("test", "test_beyond")
     return maml_rl_gap_rows(
-        "halfcheetah_slope", "halfcheetah_slope_maml_trpo", budget, minutes, args, splits
+        "halfcheetah_slope",
+        "halfcheetah_slope_maml_trpo",
+        _cheetah_budget(args),
+        minutes,
+        args,
+        splits,
     )
 
 

@@ -20,6 +20,7 @@ pytest.importorskip("mujoco")
 from agents.sampler import make_batched_env  # noqa: E402
 from agents.video import record_episodes, side_by_side  # noqa: E402
 from envs.mujoco.batched import BatchedMujocoEnv  # noqa: E402
+from envs.mujoco.locomotion import HalfCheetahTerrainEnv  # noqa: E402
 from envs.mujoco.tasks import SlopeDistribution  # noqa: E402
 from envs.tensor import Navigation2DDistribution  # noqa: E402
 from metarl import registry  # noqa: E402
@@ -28,6 +29,15 @@ from metarl.config import load_config  # noqa: E402
 from metarl.trainer import train  # noqa: E402
 
 CPU = torch.device("cpu")
+TINY = [
+    "device=cpu",
+    "train.iterations=1",
+    "train.num_tasks=2",
+    "train.eval_interval=0",
+    "eval.final_num_tasks=2",
+    "eval.batch_tasks=2",
+    "eval.max_budget=1",
+]
 
 
 def _gif_frames(data: bytes) -> list[np.ndarray]:
@@ -72,14 +82,7 @@ def test_side_by_side_pads_the_shorter_clip_with_its_last_frame():
 
 
 def test_render_shows_the_task_and_follows_the_robot():
-    flat = {
-        "ramp_start": 0.0,
-        "ramp_length": 0.0,
-        "ramp_grade": 0.0,
-        "hill_center": [0.0],
-        "hill_height": [0.0],
-        "hill_width": [1.0],
-    }
+    flat = HalfCheetahTerrainEnv.default_task
     hill = {**flat, "hill_center": [1.5], "hill_height": [0.5], "hill_width": [0.6]}
     env = BatchedMujocoEnv("metarl/HalfCheetahTerrain-v0", 1, num_threads=1)
     env.reset(seed=0, options={"task": flat})
@@ -154,15 +157,7 @@ def test_learner_record_is_before_beside_after_and_leaves_evaluation_alone(name,
 
 
 def test_trainer_logs_the_video_for_mujoco_tasks_only(tmp_path, capsys):
-    tiny = [
-        "device=cpu",
-        "train.iterations=1",
-        "train.num_tasks=2",
-        "train.eval_interval=0",
-        "eval.final_num_tasks=2",
-        "eval.batch_tasks=2",
-        "eval.max_budget=1",
-    ]
+    tiny = TINY
     cfg = load_config(
         "halfcheetah_slope_maml_trpo",
         [*tiny, "learner.episodes_per_task=2", "learner.horizon=6", "learner.hidden=[8]"],
@@ -205,13 +200,7 @@ def test_a_rendering_failure_costs_the_video_not_the_run(tmp_path, monkeypatch, 
     cfg = load_config(
         "halfcheetah_slope_maml_trpo",
         [
-            "device=cpu",
-            "train.iterations=1",
-            "train.num_tasks=2",
-            "train.eval_interval=0",
-            "eval.final_num_tasks=2",
-            "eval.batch_tasks=2",
-            "eval.max_budget=1",
+            *TINY,
             "learner.episodes_per_task=2",
             "learner.horizon=4",
             "learner.hidden=[8]",
