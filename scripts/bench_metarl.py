@@ -83,9 +83,13 @@ def _training_steps(cfg: Any, results: dict[str, Any], horizon: int) -> int:
     return int(results["iterations"] * per_iter * horizon)
 
 
+def _wanted(args: argparse.Namespace, n: int) -> bool:
+    return not args.trial_lengths or n in args.trial_lengths
+
+
 def bandit_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
-    for n, k in [(10, 5), (10, 10), (100, 5), (100, 10)]:
+    for n, k in [(n, k) for n, k in [(10, 5), (10, 10), (100, 5), (100, 10)] if _wanted(args, n)]:
         config = f"bandit_rl2_k{k}_n{n}"
         fam = f"bandits n={n} k={k}"
         totals, probs_all = [], []
@@ -123,7 +127,7 @@ def bandit_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def tabular_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
-    for n in (10, 25, 50):
+    for n in [n for n in (10, 25, 50) if _wanted(args, n)]:
         config = f"tabular_rl2_n{n}"
         fam = f"tabular MDPs n={n}"
         totals, tasks_all = [], []
@@ -427,6 +431,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test-tasks", type=int, default=None)
     p.add_argument("--override", nargs="*", default=[], help="extra config overrides")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument(
+        "--trial-lengths",
+        type=int,
+        nargs="+",
+        default=None,
+        help="bandits / tabular: only the configs with these trial lengths n (default: all)",
+    )
     p.add_argument(
         "--minutes", type=float, default=None, help="MAML-RL sections: training minutes per run"
     )
