@@ -70,7 +70,10 @@ class MAMLRLConfig:
     inner_loss: Literal["reinforce", "lvc"] = "reinforce"
     """Inner surrogate: vanilla policy gradient (MAML) or ProMP's low-variance curvature."""
     inner_lr: float = 0.1
-    """Inner-loop step size."""
+    """Inner-loop step size (the initial one with `learn_inner_lr`)."""
+    learn_inner_lr: bool = False
+    """Meta-SGD: one step size per policy weight, initialised to `inner_lr` and meta-trained
+    by the outer step (TRPO or ProMP) together with the policy."""
     adapt_steps: int = 1
     """Inner steps during meta-training (each samples fresh support)."""
     eval_adapt_steps: int = 1
@@ -271,13 +274,29 @@ def inner_loss(
 
 
 def adapt_params(
-    policy: nn.Module, params: Params, supports: list[RLBatch], cfg: MAMLRLConfig
+    policy: nn.Module,
+    params: Params,
+    supports: list[RLBatch],
+    cfg: MAMLRLConfig,
+    step_sizes: Params | None = None,
 ) -> Params:
-    """Per-task parameters `[T, ...]` after one inner step per support batch (shared loop)."""
+    """Per-task parameters `[T, ...]` after one inner step per support batch (shared loop);
+    `step_sizes` (Meta-SGD, shaped like the unexpanded parameters) replace `cfg.inner_lr`."""
+    lr: inner_loop.StepSizes = cfg.inner_lr if step_sizes is None else step_sizes
     for batch in supports:
         loss = inner_loss(policy, params, batch, cfg.inner_loss)
-        params = inner_loop.gradient_step(params, loss, cfg.inner_lr, cfg.first_order)
+        params = inner_loop.gradient_step(params, loss, lr, cfg.first_order)
     return params
+
+
+LR_PREFIX = "inner_lr/"  # Meta-SGD step sizes, next to the policy weights in one dict
+
+
+def split_meta(p: Params) -> tuple[Params, Params | None]:
+    """Policy weights and Meta-SGD step sizes (None without) of a meta-parameter dict."""
+    weights = {k: v for k, v in p.items() if not k.startswith(LR_PREFIX)}
+    lrs = {k[len(LR_PREFIX) :]: v for k, v in p.items() if k.startswith(LR_PREFIX)}
+    return weights, (lrs or None)
 
 
 def _leaves(params: Params) -> Params:
@@ -313,8 +332,14 @@ class MAMLRL:
         self.headline_budget = cfg.eval_adapt_steps
         self.generator = make_generator(seed, "maml_rl/train_actions", device)
         self.eval_generator = make_generator(seed, "maml_rl/eval_actions", device)
+        self.step_sizes: Params | None = None
+        if cfg.learn_inner_lr:
+            self.step_sizes = {
+                k: torch.full_like(v, cfg.inner_lr).requires_grad_(True)
+                for k, v in self.policy.named_parameters()
+            }
         self.optimizer = (
-            torch.optim.Adam(self.policy.parameters(), lr=cfg.outer_lr)
+            torch.optim.Adam(list(self._meta_params().values()), lr=cfg.outer_lr)
             if cfg.outer == "promp"
             else None
         )
@@ -344,6 +369,11 @@ class MAMLRL:
 
     def _theta(self) -> Params:
         return _leaves(named_params(self.policy))
+
+    def _meta_params(self) -> Params:
+        """What the outer step trains: the policy weights and the Meta-SGD step sizes."""
+        lrs = {LR_PREFIX + k: v for k, v in (self.step_sizes or {}).items()}
+        return {**named_params(self.policy), **lrs}
 
     def _collect(self, tasks: Any) -> tuple[list[RLBatch], list[Params], RLBatch, Params]:
         """Supports (one per inner step), the parameters that sampled each, query, adapted."""
@@ -383,7 +413,10 @@ class MAMLRL:
 
         def adapted_dist(p: Params) -> Distribution:
             if cache[0] is not p:
-                params = adapt_params(self.policy, expand_params(p, num_tasks), supports, self.cfg)
+                w, lrs = split_meta(p)
+                params = adapt_params(
+                    self.policy, expand_params(w, num_tasks), supports, self.cfg, lrs
+                )
                 cache[:] = [p, policy_dist(self.policy, params, query.obs)]
             return cache[1]
 
@@ -399,14 +432,18 @@ class MAMLRL:
         first_order = dataclasses.replace(self.cfg, first_order=True)
 
         def fisher_kl(p: Params) -> Tensor:  # J = I: the inner gradient taken as constant
-            params = adapt_params(self.policy, expand_params(p, num_tasks), supports, first_order)
+            w, lrs = split_meta(p)
+            params = adapt_params(
+                self.policy, expand_params(w, num_tasks), supports, first_order, lrs
+            )
             return task_mean(
                 kl_divergence(old, policy_dist(self.policy, params, query.obs)), query.mask
             ).mean()
 
         c = self.cfg
+        meta = self._meta_params()
         result = trpo_step(
-            named_params(self.policy),
+            meta,
             surrogate,
             kl,
             c.max_kl,
@@ -417,7 +454,7 @@ class MAMLRL:
             fisher_kl_fn=fisher_kl if c.fisher == "first_order" else None,
         )
         with torch.no_grad():
-            for k, v in named_params(self.policy).items():
+            for k, v in meta.items():
                 v.copy_(result.params[k])
         return {
             "loss": -result.surrogate_after,
@@ -448,9 +485,7 @@ class MAMLRL:
                 dist = policy_dist(self.policy, params, batch.obs)
                 kls.append(task_mean(kl_divergence(pre, dist), batch.mask).mean())
                 loss = inner_loss(self.policy, params, batch, self.cfg.inner_loss, dist)
-                params = inner_loop.gradient_step(
-                    params, loss, self.cfg.inner_lr, self.cfg.first_order
-                )
+                params = inner_loop.gradient_step(params, loss, self._lr(), self.cfg.first_order)
             logp = policy_dist(self.policy, params, query.obs).log_prob(query.actions)
             logp = torch.where(query.mask > 0, logp, old_logp)
             terms = promp_loss(
@@ -479,7 +514,10 @@ class MAMLRL:
         with torch.enable_grad():
             loss = inner_loss(self.policy, params, batch, self.cfg.inner_loss)
             _finite("inner loss", loss)
-            return _leaves(inner_loop.gradient_step(params, loss, self.cfg.inner_lr, True))
+            return _leaves(inner_loop.gradient_step(params, loss, self._lr(), True))
+
+    def _lr(self) -> inner_loop.StepSizes:
+        return self.cfg.inner_lr if self.step_sizes is None else self.step_sizes
 
     def _adaptation(self, tasks: Any, budget: int, last: bool) -> tuple[Params, list[Tensor]]:
         """Parameters after `budget` steps and each rollout's return `[T]` (the adapted
@@ -534,6 +572,8 @@ class MAMLRL:
             "kl_coeffs": list(self.kl_coeffs),
             "env_steps": self.env_steps,
         }
+        if self.step_sizes is not None:
+            state["step_sizes"] = {k: v.detach().clone() for k, v in self.step_sizes.items()}
         if self.optimizer is not None:
             state["optimizer"] = self.optimizer.state_dict()
         return state
@@ -544,6 +584,10 @@ class MAMLRL:
         self.eval_generator.set_state(state["eval_generator"])
         self.kl_coeffs = [float(k) for k in state["kl_coeffs"]]
         self.env_steps = int(state["env_steps"])
+        if self.step_sizes is not None:
+            with torch.no_grad():
+                for k, v in self.step_sizes.items():
+                    v.copy_(state["step_sizes"][k])
         if self.optimizer is not None:
             self.optimizer.load_state_dict(state["optimizer"])
 

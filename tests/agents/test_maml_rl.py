@@ -251,6 +251,36 @@ def test_seeded_runs_repeat_and_resume_gives_the_same_numbers():
     assert run(other, 1)[0][0] != ma[0]
 
 
+@pytest.mark.parametrize("outer", ["trpo", "promp"])
+def test_meta_sgd_step_sizes_are_meta_trained_used_and_checkpointed(outer):
+    cfg = replace(SMALL, learn_inner_lr=True, outer=outer, max_kl=0.05)
+    dist = _nav()
+    learner = build_maml_rl(cfg, dist, CPU, 0)
+    assert set(learner.step_sizes) == {k for k, _ in learner.policy.named_parameters()}
+    assert all(torch.all(v == cfg.inner_lr) for v in learner.step_sizes.values())
+    # the adapted parameters are theta - alpha * grad, with alpha the learned tensors
+    tasks = _tasks(dist)
+    batch, theta = _support(learner, tasks)
+    alpha = {k: torch.rand_like(v) for k, v in theta.items()}
+    adapted = adapt_params(learner.policy, expand_params(theta, 3), [batch], cfg, alpha)
+    grads = torch.autograd.grad(
+        inner_loss(learner.policy, expand_params(theta, 3), batch, "reinforce"),
+        list(theta.values()),
+    )
+    for (k, t), g in zip(theta.items(), grads, strict=True):
+        torch.testing.assert_close(adapted[k].sum(0), 3 * t - alpha[k] * g)  # summed over tasks
+    # one outer step moves the step sizes away from their initial value
+    before = {k: v.detach().clone() for k, v in learner.step_sizes.items()}
+    learner.meta_step(dist.sample("train", 3, torch.Generator().manual_seed(1)))
+    assert any(not torch.equal(before[k], v) for k, v in learner.step_sizes.items())
+    # they are part of the learner's state
+    other = build_maml_rl(cfg, dist, CPU, 1)
+    other.load_state_dict(learner.state_dict())
+    for k, v in learner.step_sizes.items():
+        assert torch.equal(other.step_sizes[k], v)
+    assert build_maml_rl(SMALL, dist, CPU, 0).step_sizes is None  # MAML: a fixed inner_lr
+
+
 def test_oracle_sees_the_task_parameters():
     learner = _learner(replace(SMALL, task_in_obs=True))
     assert learner.policy.obs_dim == 4  # position + goal
