@@ -87,30 +87,39 @@ def _wanted(args: argparse.Namespace, n: int) -> bool:
     return not args.trial_lengths or n in args.trial_lengths
 
 
+def rl2_seed_runs(
+    args: argparse.Namespace, config: str, n: int, paper: float
+) -> tuple[torch.Tensor, list[Any], dict[str, Any]]:
+    """Train `config` once per seed and play one trial of `n` episodes on each seed's test
+    tasks: (trial totals `[seeds * test_tasks]`, the test tasks per seed, the row's info)."""
+    totals, tasks_all = [], []
+    info: dict[str, Any] = {}
+    for seed in args.seeds:
+        over = [f"train.iterations={args.iterations}", *args.override]
+        run, res, cmd = train_rl2(config, over, seed)
+        gen = make_generator(seed, "bench/test")
+        tasks = run.distribution.sample("test", args.test_tasks, gen)
+        totals.append(rl2_trial_totals(run, tasks, n))
+        tasks_all.append(tasks)
+        steps = _training_steps(run.cfg, res, run.distribution.horizon)
+        info = {
+            "env_steps": steps,
+            "train_seconds": res["train_seconds"],
+            "env_steps_per_s": steps / res["train_seconds"],
+            "command": f"{cmd}  (then {args.test_tasks} test tasks, seeds {args.seeds})",
+            "paper": paper,
+        }
+    return torch.cat(totals), tasks_all, info
+
+
 def bandit_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     for n, k in [(n, k) for n, k in [(10, 5), (10, 10), (100, 5), (100, 10)] if _wanted(args, n)]:
-        config = f"bandit_rl2_k{k}_n{n}"
         fam = f"bandits n={n} k={k}"
-        totals, probs_all = [], []
-        info: dict[str, Any] = {}
-        for seed in args.seeds:
-            over = [f"train.iterations={args.iterations}", *args.override]
-            run, res, cmd = train_rl2(config, over, seed)
-            gen = make_generator(seed, "bench/test")
-            tasks = run.distribution.sample("test", args.test_tasks, gen)
-            totals.append(rl2_trial_totals(run, tasks, n))
-            probs_all.append(tasks.probs)
-            steps = _training_steps(run.cfg, res, 1)
-            info = {
-                "env_steps": steps,
-                "train_seconds": res["train_seconds"],
-                "env_steps_per_s": steps / res["train_seconds"],
-                "command": f"{cmd}  (then {args.test_tasks} test tasks, seeds {args.seeds})",
-                "paper": RL2_PAPER[("bandit", n, k)],
-            }
-        rows.append(_row(fam, "RL² (ours)", torch.cat(totals), **info))
-        probs = torch.cat(probs_all)
+        paper = RL2_PAPER[("bandit", n, k)]
+        totals, tasks_all, info = rl2_seed_runs(args, f"bandit_rl2_k{k}_n{n}", n, paper)
+        rows.append(_row(fam, "RL² (ours)", totals, **info))
+        probs = torch.cat([t.probs for t in tasks_all])
         g = torch.Generator().manual_seed(0)
         baselines: dict[str, Callable[..., torch.Tensor]] = {
             "random": bb.random_bandit,
@@ -128,26 +137,10 @@ def bandit_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
 def tabular_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     for n in [n for n in (10, 25, 50) if _wanted(args, n)]:
-        config = f"tabular_rl2_n{n}"
         fam = f"tabular MDPs n={n}"
-        totals, tasks_all = [], []
-        info: dict[str, Any] = {}
-        for seed in args.seeds:
-            over = [f"train.iterations={args.iterations}", *args.override]
-            run, res, cmd = train_rl2(config, over, seed)
-            gen = make_generator(seed, "bench/test")
-            tasks = run.distribution.sample("test", args.test_tasks, gen)
-            totals.append(rl2_trial_totals(run, tasks, n))
-            tasks_all.append(tasks)
-            steps = _training_steps(run.cfg, res, run.distribution.horizon)
-            info = {
-                "env_steps": steps,
-                "train_seconds": res["train_seconds"],
-                "env_steps_per_s": steps / res["train_seconds"],
-                "command": f"{cmd}  (then {args.test_tasks} test tasks, seeds {args.seeds})",
-                "paper": RL2_PAPER[("tabular", n)],
-            }
-        rows.append(_row(fam, "RL² (ours)", torch.cat(totals), **info))
+        paper = RL2_PAPER[("tabular", n)]
+        totals, tasks_all, info = rl2_seed_runs(args, f"tabular_rl2_n{n}", n, paper)
+        rows.append(_row(fam, "RL² (ours)", totals, **info))
         p = torch.cat([t.transitions for t in tasks_all])
         r = torch.cat([t.reward_means for t in tasks_all])
         g = torch.Generator().manual_seed(0)
