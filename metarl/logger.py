@@ -2,8 +2,8 @@
 
 Keys: `meta/...` (training metrics), `adapt/<metric>_<budget>_<k>` (one scalar per budget of
 the held-out curve, grouped by a custom-scalars layout so TensorBoard draws them as one
-multi-line chart), `adapt/curve` (the curve as a figure), `adapt/video` (adapted behaviour as an animated GIF
-in the Images tab), `time/...`.
+multi-line chart), `adapt/curve` (the curve as a figure), `adapt/video` (adapted behaviour as
+an animated GIF in the Images tab), `time/...`.
 """
 
 from __future__ import annotations

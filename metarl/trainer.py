@@ -240,9 +240,10 @@ def record_video(run: Run, logger: RunLogger | None, split: str) -> Path | None:
         )
         return None
     suffix = "" if split == run.cfg.eval.final_split else f"_{split}"
-    gif = encode_gif(frames)
-    if logger is not None:
-        logger.video(f"adapt/video{suffix}", frames, run.iteration)
+    if logger is not None:  # logs the GIF and returns it: encoded once
+        gif = logger.video(f"adapt/video{suffix}", frames, run.iteration)
+    else:
+        gif = encode_gif(frames)
     path = run.run_dir / f"adapted{suffix}.gif"
     path.write_bytes(gif)
     return path

@@ -5,19 +5,15 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import os
 from typing import Any
 
 import numpy as np
 
+# Importing `metarl` (here for its errors) selects headless EGL rendering before `mujoco` is
+# imported, unless the user chose a GL backend or has a display (`metarl/__init__.py`).
 from metarl.errors import UsageError
 
-# Headless rendering: EGL unless the user chose a backend or has a display. Must run before
-# `mujoco` is imported, because MuJoCo picks its GL backend at import time.
-if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
-    os.environ["MUJOCO_GL"] = "egl"
-
-import mujoco  # noqa: E402
+import mujoco  # isort: skip  (after metarl: MuJoCo reads MUJOCO_GL when first imported)
 
 log = logging.getLogger("envs.mujoco")
 
