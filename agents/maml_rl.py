@@ -39,7 +39,14 @@ from torch.distributions import Categorical, Distribution, Independent, Normal, 
 from agents.advantages import discounted_returns, gae, linear_feature_baseline, normalize
 from agents.optim import adapt_kl_coeff, detach_distribution, promp_loss, trpo_step
 from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, make_mlp_policy
-from agents.sampler import ActorOutput, BatchedEnv, make_batched_env, rollout, sample_action
+from agents.sampler import (
+    ActorOutput,
+    BatchedEnv,
+    make_batched_env,
+    rollout,
+    sample_action,
+    task_features,
+)
 from agents.video import record_episodes, side_by_side
 from metarl import inner_loop
 from metarl.errors import NonFiniteError, UsageError
@@ -167,13 +174,6 @@ def _mlp_dist(
     log_std = params["log_std"].clamp(min=policy.min_log_std)  # [T, A]
     std = log_std.exp().view(num_tasks, *([1] * len(shape)), -1).expand_as(out)
     return Independent(Normal(out, std, validate_args=False), 1, validate_args=False)
-
-
-def task_features(tasks: Any) -> Tensor:
-    """Task parameters as features `[T, P]` float32 (every field of the task dataclass)."""
-    cols = [getattr(tasks, f.name) for f in dataclasses.fields(tasks)]
-    n = tasks.num_tasks
-    return torch.cat([c.reshape(n, -1).float() for c in cols], dim=1)
 
 
 class PerTaskActor:

@@ -83,6 +83,9 @@ class RL2Config:
     """Trials per held-out task in the adaptation curve (their returns are averaged)."""
     eval_deterministic: bool = False
     """Evaluate with the policy's mode instead of sampling (RL² evaluates stochastically)."""
+    task_in_obs: bool = False
+    """The oracle baseline: every observation ends with the task parameters, so the same
+    recurrent policy and PPO, trained on the same env steps, need not infer the task."""
 
 
 class RL2:
@@ -106,8 +109,9 @@ class RL2:
     def _env(self, num_tasks: int, copies: int) -> Any:
         key = (num_tasks, copies)
         if key not in self._envs:
+            c = self.cfg
             env = make_batched_env(
-                self.distribution, num_tasks, copies, self.device, self.cfg.horizon
+                self.distribution, num_tasks, copies, self.device, c.horizon, c.task_in_obs
             )
             self._envs[key] = env
         return self._envs[key]
@@ -217,7 +221,9 @@ class RL2:
         no experience of the task yet) beside its last (right, after `episodes_per_trial - 1`
         episodes of it in memory). MuJoCo families only."""
         task, n = tasks[0], self.cfg.episodes_per_trial
-        env = make_batched_env(self.distribution, 1, 1, self.device, self.cfg.horizon)
+        env = make_batched_env(
+            self.distribution, 1, 1, self.device, self.cfg.horizon, self.cfg.task_in_obs
+        )
         rng_state = self.eval_gen.get_state()  # recording leaves evaluation unchanged
         try:
             self.policy.eval()
@@ -275,7 +281,7 @@ def build_rl2(cfg: RL2Config, distribution: Any, device: torch.device, seed: int
             f"({type(distribution).__name__}) has no environment to play episodes in; use an "
             "RL task: bandit, tabular_mdp, navigation2d, gridworld, cartpole, pendulum, MuJoCo"
         )
-    probe = make_batched_env(distribution, 1, 1, "cpu", cfg.horizon)
+    probe = make_batched_env(distribution, 1, 1, "cpu", cfg.horizon, cfg.task_in_obs)
     obs_space, act_space = probe.observation_space, probe.action_space
     probe.close()
     try:

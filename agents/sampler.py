@@ -30,12 +30,16 @@ Steps and devices. Each env step is ONE call of the actor on all `N` copies. Ten
 MuJoCo envs (`envs.mujoco.BatchedMujocoEnv`) step on the CPU and only observations,
 actions and rewards cross. Observations are flattened to `[N, obs_dim]` float32.
 
+Task in the observation (`task_in_obs=True`, the oracle baselines): every observation row
+is followed by its task's parameters (`task_features`), so a policy need not infer the task.
+
 Randomness: env noise comes from `seed` (copy `i` is seeded `seed + i`, as in Gymnasium's
 vector envs); action noise only from the actor's `torch.Generator`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,6 +56,13 @@ from metarl.errors import UsageError
 # Environments: one small adapter over the two env kinds.
 
 
+def task_features(tasks: Any) -> Tensor:
+    """Task parameters as features `[T, P]` float32 (every field of the task dataclass)."""
+    cols = [getattr(tasks, f.name) for f in dataclasses.fields(tasks)]
+    n = tasks.num_tasks
+    return torch.cat([c.reshape(n, -1).float() for c in cols], dim=1)
+
+
 class BatchedEnv:
     """`N = num_tasks * envs_per_task` copies of one family, torch in/out on `device`.
 
@@ -59,23 +70,47 @@ class BatchedEnv:
     `step(actions, restart) -> (obs [N, obs_dim], reward [N], terminated [N], truncated [N])`;
     a copy whose episode ends starts the next one in the same call where `restart` `[N]` is
     true (always, for tensor envs) -- the returned obs row is then its next first observation.
+    `task_dim > 0`: each obs row ends with its task's `task_features` (`[N, obs_dim]` then
+    counts them; `observation_space` is widened to match).
     """
 
-    def __init__(self, env: Any, num_tasks: int, envs_per_task: int, horizon: int, device: Any):
+    def __init__(
+        self,
+        env: Any,
+        num_tasks: int,
+        envs_per_task: int,
+        horizon: int,
+        device: Any,
+        task_dim: int = 0,
+    ):
         self.env, self.num_tasks, self.envs_per_task = env, num_tasks, envs_per_task
         self.num_envs = num_tasks * envs_per_task
         self.horizon, self.device = horizon, torch.device(device)
         self.observation_space: gymnasium.Space = env.single_observation_space
         self.action_space: gymnasium.Space = env.single_action_space
         self.discrete = isinstance(self.action_space, gymnasium.spaces.Discrete)
-        self.obs_dim = int(math.prod(self.observation_space.shape))
         self.is_tensor = not hasattr(env, "models")  # BatchedMujocoEnv holds MuJoCo models
+        self.env_obs_dim = int(math.prod(self.observation_space.shape))
+        self.task_dim, self._features = task_dim, None
+        if task_dim:
+            width = (self.env_obs_dim + task_dim,)
+            self.observation_space = gymnasium.spaces.Box(-math.inf, math.inf, width)
+        self.obs_dim = self.env_obs_dim + task_dim
 
     def _obs(self, obs: Any) -> Tensor:
         obs = torch.as_tensor(obs, device=self.device, dtype=torch.float32)
-        return obs.reshape(self.num_envs, self.obs_dim)
+        obs = obs.reshape(self.num_envs, self.env_obs_dim)
+        return obs if self._features is None else torch.cat([obs, self._features], dim=1)
 
     def reset(self, tasks: Any, seed: int | None) -> Tensor:
+        if self.task_dim:
+            feats = task_features(tasks).to(self.device)
+            if feats.shape != (self.num_tasks, self.task_dim):
+                raise UsageError(
+                    f"task features {tuple(feats.shape)} do not match the env's "
+                    f"({self.num_tasks}, {self.task_dim}): tasks from another distribution?"
+                )
+            self._features = feats.repeat_interleave(self.envs_per_task, dim=0)  # [N, P]
         key = "tasks" if self.is_tensor else "task"
         obs, _ = self.env.reset(seed=seed, options={key: tasks})
         return self._obs(obs)
@@ -116,14 +151,20 @@ def make_batched_env(
     envs_per_task: int = 1,
     device: torch.device | str = "cpu",
     horizon: int | None = None,
+    task_in_obs: bool = False,
 ) -> BatchedEnv:
     """A `BatchedEnv` of `num_tasks * envs_per_task` copies for a task distribution.
 
     Tensor families (`distribution.make_env`): the env lives on `device` and its episode
     length is the distribution's `horizon` (`horizon`, if given, must equal it). MuJoCo
     families (`distribution.env_id`): a `BatchedMujocoEnv` on the CPU with
-    `max_episode_steps = horizon` (default 200, as MAML / ProMP).
+    `max_episode_steps = horizon` (default 200, as MAML / ProMP). `task_in_obs`: observations
+    end with the task parameters (their width is read from one training task).
     """
+    task_dim = 0
+    if task_in_obs:
+        probe = distribution.sample("train", 1, torch.Generator().manual_seed(0))
+        task_dim = int(task_features(probe).shape[1])  # a shape only: no run randomness used
     if horizon is not None and (not isinstance(horizon, int) or horizon < 1):
         raise UsageError(f"horizon must be an integer >= 1, got {horizon!r}")
     if hasattr(distribution, "make_env"):
@@ -134,13 +175,13 @@ def make_batched_env(
                 f"set task.horizon={horizon} instead"
             )
         env = distribution.make_env(num_tasks, envs_per_task, device=device)
-        return BatchedEnv(env, num_tasks, envs_per_task, own, device)
+        return BatchedEnv(env, num_tasks, envs_per_task, own, device, task_dim)
     if hasattr(distribution, "env_id"):
         from envs.mujoco.batched import BatchedMujocoEnv
 
         h = 200 if horizon is None else horizon
         env = BatchedMujocoEnv(distribution.env_id, num_tasks * envs_per_task, h)
-        return BatchedEnv(env, num_tasks, envs_per_task, h, device)
+        return BatchedEnv(env, num_tasks, envs_per_task, h, device, task_dim)
     raise UsageError(
         f"{type(distribution).__name__} has no environment (no make_env or env_id): "
         "meta-RL learners need an RL task such as bandit, tabular_mdp, navigation2d, "

@@ -225,6 +225,8 @@ GAP_TARGETS = {  # (family, held-out split): gap closure after one inner step
     ("halfcheetah_vel", "test"): 0.7,
     ("halfcheetah_slope", "test"): 0.7,  # unseen slopes inside the training range
     ("halfcheetah_slope", "test_beyond"): 0.5,  # unseen slopes beyond it
+    ("ant_slope", "test"): 0.7,
+    ("ant_slope", "test_beyond"): 0.5,
 }
 
 
@@ -373,6 +375,141 @@ def halfcheetah_slope_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     )
 
 
+def ant_slope_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Ant slopes, MAML-TRPO: the HalfCheetah-slope protocol and budget cut on the Ant (about
+    7x slower to simulate, so a fraction of the iterations in the same minutes)."""
+    minutes = args.minutes or (2.0 if args.quick else 8.0)
+    splits = ("test", "test_beyond")
+    budget = _cheetah_budget(args)
+    return maml_rl_gap_rows("ant_slope", "ant_slope_maml_trpo", budget, minutes, args, splits)
+
+
+# --- RL² and the memory policy: a trial's first episode against its last ----------------------
+
+
+def rl2_gap_rows(
+    family: str,
+    methods: dict[str, str],
+    budget: list[str],
+    minutes: float,
+    args: argparse.Namespace,
+    splits: tuple[str, ...] = ("test",),
+) -> list[dict[str, Any]]:
+    """Each recurrent learner of `methods` (label -> shipped config) trains for `minutes`
+    (`budget` overrides on top). On the held-out tasks of each split: the return of a trial's
+    first episode (no experience of the task yet) and of its last (after `n - 1` episodes of
+    it), beside the oracle -- the first config with the task parameters in its observation
+    (`learner.task_in_obs`), trained on as many env steps -- and random actions. Gap closure
+    = (last - first) / (oracle's last - first). `args.override` is not applied here.
+    """
+    from agents.baselines_rl import gap_closure, random_returns
+
+    samples: dict[tuple[str, str], list[torch.Tensor]] = {}
+    info: dict[str, dict[str, Any]] = {}
+    adapted: dict[str, str] = {}  # adapted row -> its first-episode row
+
+    def record(split: str, name: str, values: torch.Tensor, row_info: dict[str, Any]) -> None:
+        samples.setdefault((split, name), []).append(values)
+        info[name] = row_info
+
+    def run_info(run: Any, res: dict[str, Any], cmd: str) -> dict[str, Any]:
+        horizon = run.learner.cfg.horizon or run.distribution.horizon
+        steps = _training_steps(run.cfg, res, horizon)
+        sec = res["train_seconds"]
+        return {"env_steps": steps, "train_seconds": sec, "env_steps_per_s": steps / sec}
+
+    for seed in args.seeds:
+        trained = []
+        for label, config in methods.items():
+            run, res, cmd = train_rl2(config, [f"train.max_minutes={minutes}", *budget], seed)
+            trained.append((label, run, res, cmd))
+        label0, run0, res0, _ = trained[0]
+        same = [f"train.iterations={res0['iterations']}", f"train.max_minutes={minutes}"]
+        oracle = train_rl2(methods[label0], [*same, *budget, "learner.task_in_obs=true"], seed)
+        for split in splits:
+            gen = make_generator(seed, f"bench/{split}")
+            tasks = run0.distribution.sample(split, args.test_tasks, gen)
+            for label, run, res, cmd in trained:
+                n = run.learner.cfg.episodes_per_trial
+                with torch.no_grad():
+                    curve = run.learner.adaptation_curve(tasks, n - 1)  # [n, T]
+                row = {**run_info(run, res, cmd), "command": cmd}
+                first, last = f"{label}, episode 1", f"{label}, episode {n}"
+                record(split, first, curve[0], row)
+                record(split, last, curve[-1], row)
+                adapted[last] = first
+            run_o, res_o, cmd_o = oracle
+            n = run_o.learner.cfg.episodes_per_trial
+            with torch.no_grad():
+                curve_o = run_o.learner.adaptation_curve(tasks, n - 1)
+            row_o = {**run_info(run_o, res_o, cmd_o), "command": cmd_o}
+            record(split, f"oracle (task in obs), episode {n}", curve_o[-1], row_o)
+            gen = make_generator(seed, f"bench/random/{split}")
+            horizon = run0.learner.cfg.horizon
+            rand = random_returns(run0.distribution, tasks, 1, gen, horizon)
+            record(split, "random", rand, {"command": "agents.baselines_rl.random_returns"})
+
+    rows = []
+    for split in splits:
+        mean = {
+            n: torch.cat(v).double().mean().item() for (sp, n), v in samples.items() if sp == split
+        }
+        oracle_mean = next(v for k, v in mean.items() if k.startswith("oracle"))
+        label = family + (f" ({split})" if len(splits) > 1 else "")
+        for (sp, name), values in samples.items():
+            if sp != split:
+                continue
+            method, extra = name, {}
+            if name in adapted:
+                closure = gap_closure(mean[adapted[name]], mean[name], oracle_mean)
+                method, extra = f"{name}; gap closure {closure:.2f}", {"gap_closure": closure}
+            rows.append(_row(label, method, torch.cat(values), **info[name], **extra))
+    return rows
+
+
+def _rl2_minutes(args: argparse.Namespace) -> float:
+    return args.minutes or (1.5 if args.quick else 8.0)
+
+
+def gridworld_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Gridworld game variants (test: variant combinations never trained on), trials of 3
+    episodes: RL² (GRU 256) and the memory-augmented policy; quick: 16 games per iteration."""
+    methods = {"RL² (GRU 256)": "gridworld_rl2", "memory policy": "gridworld_memory"}
+    budget = ["train.num_tasks=16"] if args.quick else []
+    return rl2_gap_rows("RL² gridworld games", methods, budget, _rl2_minutes(args), args)
+
+
+def navigation_rl2_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """2-D navigation with RL² (trials of 2 episodes; the MAML section's tasks and seed)."""
+    budget = ["train.num_tasks=16"] if args.quick else []
+    methods = {"RL² (GRU 128)": "navigation_rl2"}
+    return rl2_gap_rows("RL² navigation", methods, budget, _rl2_minutes(args), args)
+
+
+def _rl2_mujoco_budget(args: argparse.Namespace) -> list[str]:
+    return ["train.num_tasks=4", "learner.horizon=50"] if args.quick else []
+
+
+def halfcheetah_slope_rl2_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """HalfCheetah slopes with RL² (trials of 2 episodes of 200 steps): unseen slopes inside
+    the training range (test) and beyond it (test_beyond)."""
+    return rl2_gap_rows(
+        "RL² halfcheetah_slope",
+        {"RL² (GRU 128)": "halfcheetah_slope_rl2"},
+        _rl2_mujoco_budget(args),
+        _rl2_minutes(args),
+        args,
+        ("test", "test_beyond"),
+    )
+
+
+def terrain_rl2_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """HalfCheetah on height-field terrain with RL² (trials of 2 episodes): unseen terrains."""
+    methods = {"RL² (GRU 128)": "terrain_rl2"}
+    budget = _rl2_mujoco_budget(args)
+    return rl2_gap_rows("RL² terrain", methods, budget, _rl2_minutes(args), args)
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
     "bandits": bandit_rows,
     "tabular": tabular_rows,
@@ -380,6 +517,11 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
     "navigation": navigation_rows,
     "halfcheetah_vel": halfcheetah_vel_rows,
     "halfcheetah_slope": halfcheetah_slope_rows,
+    "ant_slope": ant_slope_rows,
+    "gridworld": gridworld_rows,
+    "navigation_rl2": navigation_rl2_rows,
+    "halfcheetah_slope_rl2": halfcheetah_slope_rl2_rows,
+    "terrain_rl2": terrain_rl2_rows,
 }
 
 

@@ -44,6 +44,31 @@ def test_rl2_beats_random_on_two_armed_bandits(one_thread):
     assert curve[5:].mean() > curve[0].mean() + 0.05  # it adapts within the trial
 
 
+def test_task_in_obs_oracle_needs_no_experience(one_thread):
+    """One pull per trial: a task-blind policy cannot beat 0.5 in expectation, the oracle
+    (arm probabilities in its observation, `task_in_obs`) learns to pull the better arm."""
+    dist = BanditDistribution(num_arms=2, horizon=1)
+    test = dist.sample("test", 1000, torch.Generator().manual_seed(123))
+    gap = (test.probs[:, 0] - test.probs[:, 1]).abs()
+    best = test.probs.max(1).values.mean().item()  # 2/3 for uniform arms, here ~0.667
+    scores = {}
+    for seen in (False, True):
+        cfg = RL2Config(hidden_size=16, episodes_per_trial=1, outer_lr=1e-2, task_in_obs=seen)
+        learner = build_rl2(cfg, dist, CPU, seed=0)
+        gen = torch.Generator().manual_seed(0)
+        for _ in range(100):
+            learner.meta_step(dist.sample("train", 64, gen))
+        curve = learner.adaptation_curve(test, 0)[0]  # [1000]: the one pull's reward
+        scores[seen] = curve.mean().item()
+        if seen:  # it pulls the better arm where the arms differ clearly
+            pulled = learner.adapt(test, 0).actions[:, 0, 0]  # [1000]
+            clear = gap > 0.3
+            picked_best = (pulled == test.probs.argmax(1))[clear].float().mean().item()
+            assert picked_best > 0.9, picked_best
+    assert abs(scores[False] - 0.5) < 0.06, scores  # standard error ~0.016
+    assert scores[True] > best - 0.05 and scores[True] > scores[False] + 0.1, scores
+
+
 def test_seeded_runs_repeat_and_resume_exactly():
     def run(learner, dist, gen, steps):
         return [learner.meta_step(dist.sample("train", 4, gen)) for _ in range(steps)]

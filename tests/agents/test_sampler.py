@@ -13,6 +13,7 @@ from agents.sampler import (
     make_batched_env,
     rollout,
     sample_action,
+    task_features,
 )
 from envs.tensor import (
     BanditDistribution,
@@ -119,6 +120,50 @@ def test_mujoco_sampler_equals_single_gymnasium_envs():
             assert trunc
             obs, _ = single.reset()
     assert traj.mask.all()
+
+
+@pytest.mark.parametrize("name", ["navigation", "gridworld", "mujoco"])
+def test_task_in_obs_appends_each_copys_task_and_changes_nothing_else(name):
+    if name == "mujoco":
+        from envs.mujoco import SlopeDistribution, register_mujoco_envs
+
+        register_mujoco_envs()
+        dist, kw = SlopeDistribution(), {"horizon": 3}
+    else:
+        dist, kw = DISTS[name](), {}
+    tasks = dist.sample("train", 3, torch.Generator().manual_seed(0))
+    plain = make_batched_env(dist, 3, 2, **kw)
+    seen = make_batched_env(dist, 3, 2, task_in_obs=True, **kw)
+    feats = task_features(tasks)  # [3, P]
+    assert seen.observation_space.shape == (plain.obs_dim + feats.shape[1],)
+
+    def play(env):
+        with seeded(0, "policy"):
+            policy = make_recurrent_policy(plain.observation_space, env.action_space, hidden_size=4)
+        actor = _BlindActor(RecurrentActor(policy, torch.Generator().manual_seed(3)), plain.obs_dim)
+        return rollout(env, tasks, actor, 2, seed=7)
+
+    a, b = play(plain), play(seen)
+    d = plain.obs_dim
+    torch.testing.assert_close(b.obs[..., :d], a.obs)  # same env, same actions, same obs
+    torch.testing.assert_close(b.rewards, a.rewards)
+    want = feats[:, None, None, :].expand(3, b.obs.shape[1], b.obs.shape[2], -1)
+    torch.testing.assert_close(b.obs[..., d:] * b.mask[..., None], want * b.mask[..., None])
+    with pytest.raises(UsageError, match="task features"):
+        seen.reset(dist.sample("train", 2, torch.Generator().manual_seed(0)), 0)
+
+
+class _BlindActor:
+    """Feeds a wrapped actor only the first `d` observation columns (the env's own)."""
+
+    def __init__(self, actor, d):
+        self.actor, self.d = actor, d
+
+    def initial_state(self, num_envs):
+        return self.actor.initial_state(num_envs)
+
+    def __call__(self, obs, prev_action, prev_reward, prev_done, state):
+        return self.actor(obs[:, : self.d], prev_action, prev_reward, prev_done, state)
 
 
 class _CountingActor:
