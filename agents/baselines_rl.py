@@ -2,7 +2,8 @@
 
 - *Oracle*: the same policy and TRPO outer step, no inner step, with the task parameters
   appended to every observation (`task_in_obs`): it need not adapt, so it bounds what
-  adaptation can reach with the same sample budget.
+  adaptation can reach with the same sample budget. For RL² and the memory policy the
+  oracle is the same recurrent learner with `task_in_obs` (`agents.rl2.RL2Config`).
 - *Multi-task, fine-tuned*: the same policy trained by TRPO on the mixture of training tasks
   without task information (no inner step while training), then adapted at test time with
   MAML's inner steps (same step size, same fresh episodes per step): pre-training without
