@@ -400,7 +400,8 @@ def rl2_gap_rows(
     first episode (no experience of the task yet) and of its last (after `n - 1` episodes of
     it), beside the oracle -- the first config with the task parameters in its observation
     (`learner.task_in_obs`), trained on as many env steps -- and random actions. Gap closure
-    = (last - first) / (oracle's last - first). `args.override` is not applied here.
+    = (last - first) / (oracle's last - first), NaN where the oracle is not above the first
+    episode by more than its 95% CI (no gap to close). `args.override` is not applied here.
     """
     from agents.baselines_rl import gap_closure, random_returns
 
@@ -461,7 +462,10 @@ def rl2_gap_rows(
                 continue
             method, extra = name, {}
             if name in adapted:
+                first = torch.cat(samples[(split, adapted[name])])
                 closure = gap_closure(mean[adapted[name]], mean[name], oracle_mean)
+                if oracle_mean - mean[adapted[name]] < ci95(first):
+                    closure = float("nan")  # the oracle is within noise of episode 1
                 method, extra = f"{name}; gap closure {closure:.2f}", {"gap_closure": closure}
             rows.append(_row(label, method, torch.cat(values), **info[name], **extra))
     return rows
