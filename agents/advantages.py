@@ -1,4 +1,5 @@
-"""Advantage estimation: GAE, discounted returns, normalisation, the linear feature baseline.
+"""Advantage estimation: GAE, discounted returns, normalisation, the linear feature baseline,
+and a running normaliser of value targets.
 
 Layout: trajectories are `[tasks, episodes, horizon, ...]` (`[T, E, H]` for rewards), so the
 time axis of rewards / values / dones is `dim=-1` by default; pass `dim` for other layouts
@@ -12,6 +13,8 @@ the last reward, or pass it as `last_value` with `dones[-1] = 0`.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -171,3 +174,60 @@ def linear_feature_baseline(
     feats = baseline_features(obs)
     values = torch.einsum("t...f,tf->t...", feats, w)
     return values if mask is None else values * mask.to(values.dtype)
+
+
+class ValueNormalizer:
+    """Running mean and standard deviation of value targets, so a value head can learn
+    standardised targets whatever the scale of the rewards (as PopArt and MAPPO's value
+    normalisation; here without PopArt's output rescaling).
+
+    `update(x, mask)` folds one batch into exponential moving averages of the mean and of the
+    mean square over valid steps (weight `beta` on the past, debiased by `1 - beta**updates`,
+    so the first update gives that batch's masked mean and population std exactly).
+    `normalize(x) = (x - mean) / std`; `denormalize` is its inverse. Statistics are Python
+    floats in float64: exact, device-free, and checkpointed through `state_dict`.
+    """
+
+    def __init__(self, beta: float = 0.95, eps: float = 1e-6) -> None:
+        if not 0.0 <= beta < 1.0:
+            raise UsageError(f"ValueNormalizer beta must be in [0, 1), got {beta}")
+        self.beta, self.eps = beta, eps
+        self.avg, self.avg_sq, self.updates = 0.0, 0.0, 0
+
+    @property
+    def mean(self) -> float:
+        return self.avg / (1.0 - self.beta**self.updates) if self.updates else 0.0
+
+    @property
+    def std(self) -> float:
+        if not self.updates:
+            return 1.0
+        var = self.avg_sq / (1.0 - self.beta**self.updates) - self.mean**2
+        return max(var, 0.0) ** 0.5 + self.eps
+
+    def update(self, x: Tensor, mask: Tensor | None = None) -> None:
+        x = x.detach().double()
+        m = torch.ones_like(x) if mask is None else mask.detach().to(x.dtype)
+        count = float(m.sum())
+        if count == 0:
+            return
+        mean = float((x * m).sum()) / count
+        mean_sq = float((x.pow(2) * m).sum()) / count
+        if not (math.isfinite(mean) and math.isfinite(mean_sq)):
+            raise NonFiniteError("value targets are not finite")
+        self.avg = self.beta * self.avg + (1.0 - self.beta) * mean
+        self.avg_sq = self.beta * self.avg_sq + (1.0 - self.beta) * mean_sq
+        self.updates += 1
+
+    def normalize(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+    def denormalize(self, x: Tensor) -> Tensor:
+        return x * self.std + self.mean
+
+    def state_dict(self) -> dict[str, float]:
+        return {"avg": self.avg, "avg_sq": self.avg_sq, "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.avg, self.avg_sq = float(state["avg"]), float(state["avg_sq"])
+        self.updates = int(state["updates"])

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from agents.advantages import gae, normalize
+from agents.advantages import ValueNormalizer, gae, normalize
 from agents.optim import ppo_loss
 from agents.policies import check_head, make_recurrent_policy
 from agents.sampler import RecurrentActor, Trajectories, TrialBatch, make_batched_env, rollout
@@ -64,7 +64,8 @@ class RL2Config:
     reward_scale: float = 1.0
     """Rewards are multiplied by this for the update only (metrics stay unscaled). Keep the
     discounted returns within about +-10: larger value targets let the value loss dominate
-    the clipped gradient of the shared trunk (navigation at scale 1 stayed below random)."""
+    the clipped gradient of the shared trunk (navigation at scale 1 stayed below random), or
+    set `normalize_values`."""
     outer_lr: float = 3e-4
     """Adam step size."""
     ppo_epochs: int = 4
@@ -85,6 +86,9 @@ class RL2Config:
     """Trials per held-out task in the adaptation curve (their returns are averaged)."""
     eval_deterministic: bool = False
     """Evaluate with the policy's mode instead of sampling (RL² evaluates stochastically)."""
+    normalize_values: bool = False
+    """Standardise value targets with running statistics (`agents.advantages.ValueNormalizer`):
+    the value head predicts standardised returns, so no `reward_scale` needs choosing."""
     task_in_obs: bool = False
     """The oracle baseline: every observation ends with the task parameters, so the same
     recurrent policy and PPO, trained on the same env steps, need not infer the task."""
@@ -106,6 +110,7 @@ class RL2:
         self.eval_gen = make_generator(seed, "rl2/eval", self.device)
         self._envs: dict[tuple[int, int], Any] = {}
         self.discrete = None
+        self.value_norm = ValueNormalizer() if cfg.normalize_values else None
 
     # -- experience -------------------------------------------------------------------------
     def _env(self, num_tasks: int, copies: int) -> Any:
@@ -132,7 +137,8 @@ class RL2:
         mask = tb.mask
         last = (mask.sum(1).long() - 1).clamp(min=0)
         trial_end = torch.zeros_like(mask).scatter_(1, last[:, None], 1.0)
-        values = tb.values * mask
+        values = tb.values if self.value_norm is None else self.value_norm.denormalize(tb.values)
+        values = values * mask
         adv = gae(
             tb.rewards * self.cfg.reward_scale,
             values,
@@ -149,6 +155,9 @@ class RL2:
         adv, returns = self._advantages(tb)
         if c.normalize_advantages:
             adv = normalize(adv, tb.mask)
+        if self.value_norm is not None:  # the value head learns standardised targets
+            self.value_norm.update(returns, tb.mask)
+            returns = self.value_norm.normalize(returns) * tb.mask
         prev = tb.previous(bool(self.discrete))
         b = tb.mask.shape[0]
         chunks = min(c.minibatches, b)  # a small meta-batch gets fewer minibatches
@@ -242,6 +251,7 @@ class RL2:
             "policy": self.policy.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generators": {"train": self.train_gen.get_state(), "eval": self.eval_gen.get_state()},
+            "value_norm": None if self.value_norm is None else self.value_norm.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -249,6 +259,8 @@ class RL2:
         self.optimizer.load_state_dict(state["optimizer"])
         self.train_gen.set_state(state["generators"]["train"])
         self.eval_gen.set_state(state["generators"]["eval"])
+        if self.value_norm is not None and state.get("value_norm") is not None:
+            self.value_norm.load_state_dict(state["value_norm"])
 
 
 def check_config(cfg: RL2Config) -> None:

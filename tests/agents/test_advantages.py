@@ -9,7 +9,7 @@ from agents.advantages import (
     linear_feature_baseline,
     normalize,
 )
-from metarl.errors import UsageError
+from metarl.errors import NonFiniteError, UsageError
 
 
 def _data(seed=0, shape=(3, 4, 9)):
@@ -118,3 +118,30 @@ def test_bad_input():
         gae(r, r, r, lam=-0.1)
     with pytest.raises(UsageError):
         gae(r, torch.zeros(3, 2), r)
+
+
+def test_value_normalizer_statistics_and_inverse():
+    from agents.advantages import ValueNormalizer
+
+    g = torch.Generator().manual_seed(0)
+    x = 50 + 20 * torch.randn(4, 30, generator=g, dtype=torch.float64)
+    mask = (torch.rand(4, 30, generator=g) > 0.3).double()
+    vn = ValueNormalizer(beta=0.9)
+    assert vn.normalize(x).equal(x)  # no statistics yet: identity
+    vn.update(x, mask)
+    valid = x[mask.bool()]
+    assert vn.mean == pytest.approx(valid.mean().item(), rel=1e-12)  # debiased: exact at first
+    assert vn.std == pytest.approx(valid.std(unbiased=False).item(), rel=1e-6)
+    z = vn.normalize(x)[mask.bool()]
+    assert z.mean().item() == pytest.approx(0.0, abs=1e-9)
+    assert z.std(unbiased=False).item() == pytest.approx(1.0, rel=1e-6)
+    torch.testing.assert_close(vn.denormalize(vn.normalize(x)), x)
+    y = x + 100
+    vn.update(y)  # second batch: EMA of the means, 0.9 on the past, debiased by 1 - 0.81
+    want = (0.9 * 0.1 * valid.mean().item() + 0.1 * y.mean().item()) / 0.19
+    assert vn.mean == pytest.approx(want, rel=1e-12)
+    restored = ValueNormalizer(beta=0.9)
+    restored.load_state_dict(vn.state_dict())
+    assert (restored.mean, restored.std) == (vn.mean, vn.std)
+    with pytest.raises(NonFiniteError):
+        vn.update(torch.tensor([float("nan")]))

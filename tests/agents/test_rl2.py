@@ -69,18 +69,21 @@ def test_task_in_obs_oracle_needs_no_experience(one_thread):
     assert scores[True] > best - 0.05 and scores[True] > scores[False] + 0.1, scores
 
 
-def test_seeded_runs_repeat_and_resume_exactly():
+@pytest.mark.parametrize("normalize_values", [False, True])
+def test_seeded_runs_repeat_and_resume_exactly(normalize_values):
     def run(learner, dist, gen, steps):
         return [learner.meta_step(dist.sample("train", 4, gen)) for _ in range(steps)]
 
-    dist, a = _bandit_learner()
-    _, b = _bandit_learner()
+    dist, a = _bandit_learner(normalize_values=normalize_values)
+    _, b = _bandit_learner(normalize_values=normalize_values)
     ga, gb = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
     ma, mb = run(a, dist, ga, 3), run(b, dist, gb, 3)
     assert ma == mb
     # kill after 3 steps, rebuild from the state dict, go on: the same numbers as never stopping
-    _, c = _bandit_learner()
+    _, c = _bandit_learner(normalize_values=normalize_values)
     c.load_state_dict(b.state_dict())
+    if normalize_values:
+        assert c.value_norm.updates == 3
     gc = torch.Generator()
     gc.set_state(gb.get_state())
     assert run(a, dist, ga, 2) == run(c, dist, gc, 2)
@@ -138,13 +141,18 @@ def _build(name, *overrides):
     return registry.build_learner(cfg, dist, CPU)
 
 
-def test_shipped_navigation_config_learns_to_reach_the_goal(one_thread):
+@pytest.mark.parametrize(
+    "overrides", [[], ["learner.reward_scale=1.0", "learner.normalize_values=true"]]
+)
+def test_shipped_navigation_config_learns_to_reach_the_goal(one_thread, overrides):
     """The shipped navigation_rl2 settings, reward scale included, learn to walk to a goal
-    they are given (`task_in_obs`) within 30 iterations. Unscaled returns (reward_scale 1)
-    let the value loss swamp the clipped gradient: that policy stayed worse than random."""
+    they are given (`task_in_obs`) within 30 iterations; so do unscaled rewards with value
+    normalisation. Unscaled returns alone (reward_scale 1) let the value loss swamp the
+    clipped gradient: that policy stayed worse than random."""
     from agents.baselines_rl import random_returns
 
-    learner = _build("navigation_rl2", "learner.task_in_obs=true", "task.horizon=30", "seed=0")
+    over = ["learner.task_in_obs=true", "task.horizon=30", "seed=0", *overrides]
+    learner = _build("navigation_rl2", *over)
     dist = learner.distribution
     test = dist.sample("test", 100, torch.Generator().manual_seed(123))
     rand = random_returns(dist, test, 1, torch.Generator().manual_seed(0)).mean().item()
