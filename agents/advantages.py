@@ -185,7 +185,7 @@ class ValueNormalizer:
     mean square over valid steps (weight `beta` on the past, debiased by `1 - beta**updates`,
     so the first update gives that batch's masked mean and population std exactly).
     `normalize(x) = (x - mean) / std`; `denormalize` is its inverse. Statistics are Python
-    floats in float64: exact, device-free, and checkpointed through `state_dict`.
+    floats in float64: deterministic, device-free, and checkpointed through `state_dict`.
     """
 
     def __init__(self, beta: float = 0.95, eps: float = 1e-6) -> None:

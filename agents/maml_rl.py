@@ -39,14 +39,7 @@ from torch.distributions import Categorical, Distribution, Independent, Normal, 
 from agents.advantages import discounted_returns, gae, linear_feature_baseline, normalize
 from agents.optim import adapt_kl_coeff, detach_distribution, promp_loss, trpo_step
 from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, make_mlp_policy
-from agents.sampler import (
-    ActorOutput,
-    BatchedEnv,
-    make_batched_env,
-    rollout,
-    sample_action,
-    task_features,
-)
+from agents.sampler import ActorOutput, BatchedEnv, make_batched_env, rollout, sample_action
 from agents.video import record_episodes, side_by_side
 from metarl import inner_loop
 from metarl.errors import NonFiniteError, UsageError
@@ -179,8 +172,8 @@ def _mlp_dist(
 class PerTaskActor:
     """An `agents.sampler.Actor` for per-task parameters `[T, ...]`: one forward per step.
 
-    Copies are task-major, so obs `[N, O]` reshapes to `[T, C, O]`; `features [T, P]` (the
-    oracle's task parameters) are appended to each copy's observation.
+    Copies are task-major, so obs `[N, O]` reshapes to `[T, C, O]` (for the oracle the env
+    has already appended the task parameters: `make_batched_env(..., task_in_obs=True)`).
     """
 
     def __init__(
@@ -188,10 +181,9 @@ class PerTaskActor:
         policy: nn.Module,
         params: Params,
         generator: torch.Generator,
-        features: Tensor | None = None,
         deterministic: bool = False,
     ) -> None:
-        self.policy, self.generator, self.features = policy, generator, features
+        self.policy, self.generator = policy, generator
         self.deterministic = deterministic
         self.params = {k: v.detach() for k, v in params.items()}
         for value in self.params.values():
@@ -203,19 +195,10 @@ class PerTaskActor:
 
     @torch.no_grad()
     def __call__(self, obs, prev_action, prev_reward, prev_done, state) -> ActorOutput:
-        x = add_features(obs.view(self.num_tasks, -1, obs.shape[-1]), self.features)
-        dist = policy_dist(self.policy, self.params, x)
+        dist = policy_dist(self.policy, self.params, obs.view(self.num_tasks, -1, obs.shape[-1]))
         action = sample_action(dist, self.generator, self.deterministic)
         logp = dist.log_prob(action).flatten(0, 1)
         return ActorOutput(action.flatten(0, 1), logp, torch.zeros_like(logp), None)
-
-
-def add_features(obs: Tensor, features: Tensor | None) -> Tensor:
-    """obs `[T, ..., O]` with `features [T, P]` appended: `[T, ..., O + P]` (or obs as is)."""
-    if features is None:
-        return obs
-    f = features.to(obs).view(features.shape[0], *([1] * (obs.dim() - 2)), -1)
-    return torch.cat([obs, f.expand(*obs.shape[:-1], f.shape[-1])], dim=-1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,9 +220,9 @@ class RLBatch:
     env_steps: int
 
 
-def process(traj: Any, features: Tensor | None, cfg: MAMLRLConfig) -> RLBatch:
+def process(traj: Any, cfg: MAMLRLConfig) -> RLBatch:
     """Advantages from the per-task linear feature baseline (MAML-RL), normalised per task."""
-    obs = add_features(traj.obs, features)
+    obs = traj.obs
     returns = discounted_returns(traj.rewards, traj.dones, cfg.gamma)
     values = linear_feature_baseline(obs, returns, traj.mask)
     adv = gae(traj.rewards, values, traj.dones, cfg.gamma, cfg.gae_lambda) * traj.mask
@@ -356,16 +339,16 @@ class MAMLRL:
                 self.cfg.episodes_per_task,
                 self.device,
                 self.cfg.horizon,
+                self.cfg.task_in_obs,
             )
         return self._envs[num_tasks]
 
     def sample(self, tasks: Any, params: Params, generator: torch.Generator) -> RLBatch:
         """Roll out per-task parameters `[T, ...]`: `episodes_per_task` episodes per task."""
-        feats = task_features(tasks).to(self.device) if self.cfg.task_in_obs else None
         seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=generator.device))
-        actor = PerTaskActor(self.policy, params, generator, feats)
+        actor = PerTaskActor(self.policy, params, generator)
         traj = rollout(self._env(tasks.num_tasks), tasks, actor, num_episodes=1, seed=seed)
-        return process(traj, feats, self.cfg)
+        return process(traj, self.cfg)
 
     def _theta(self) -> Params:
         return _leaves(named_params(self.policy))
@@ -551,13 +534,13 @@ class MAMLRL:
         before adaptation (left) beside the policy after `eval_adapt_steps` inner steps on
         fresh support episodes (right); mean actions. MuJoCo families only."""
         task = tasks[0]
-        env = make_batched_env(self.distribution, 1, 1, self.device, self.cfg.horizon)
+        c = self.cfg
+        env = make_batched_env(self.distribution, 1, 1, self.device, c.horizon, c.task_in_obs)
         rng_state = self.eval_generator.get_state()  # recording leaves evaluation unchanged
         try:
-            feats = task_features(task).to(self.device) if self.cfg.task_in_obs else None
             clips = []
             for params in (expand_params(self._theta(), 1), self.adapt(task, self.headline_budget)):
-                actor = PerTaskActor(self.policy, params, self.eval_generator, feats, True)
+                actor = PerTaskActor(self.policy, params, self.eval_generator, True)
                 clips += record_episodes(env, task, actor, 1, [0], width=width, height=height)
             return side_by_side(clips)
         finally:
@@ -616,13 +599,9 @@ def check_config(cfg: MAMLRLConfig) -> None:
 
 def build_maml_rl(cfg: MAMLRLConfig, distribution: Any, device: torch.device, seed: int) -> MAMLRL:
     check_config(cfg)
-    probe = make_batched_env(distribution, 1, 1, "cpu", cfg.horizon)  # spaces only
-    obs_space, action_space = probe.observation_space, probe.action_space
+    probe = make_batched_env(distribution, 1, 1, "cpu", cfg.horizon, cfg.task_in_obs)
+    obs_space, action_space = probe.observation_space, probe.action_space  # spaces only
     probe.close()
-    if cfg.task_in_obs:
-        tasks = distribution.sample("train", 1, make_generator(seed, "maml_rl/probe", device))
-        width = int(obs_space.shape[0]) + task_features(tasks).shape[1]
-        obs_space = spaces.Box(-float("inf"), float("inf"), (width,))
     activation = {"relu": nn.ReLU, "tanh": nn.Tanh}[cfg.activation]
     kwargs: dict[str, Any] = {"activation": activation}
     if not isinstance(action_space, spaces.Discrete):

@@ -417,7 +417,12 @@ def rl2_gap_rows(
         horizon = run.learner.cfg.horizon or run.distribution.horizon
         steps = _training_steps(run.cfg, res, horizon)
         sec = res["train_seconds"]
-        return {"env_steps": steps, "train_seconds": sec, "env_steps_per_s": steps / sec}
+        return {
+            "env_steps": steps,
+            "train_seconds": sec,
+            "env_steps_per_s": steps / sec,
+            "command": cmd,
+        }
 
     for seed in args.seeds:
         trained = []
@@ -434,7 +439,7 @@ def rl2_gap_rows(
                 n = run.learner.cfg.episodes_per_trial
                 with torch.no_grad():
                     curve = run.learner.adaptation_curve(tasks, n - 1)  # [n, T]
-                row = {**run_info(run, res, cmd), "command": cmd}
+                row = run_info(run, res, cmd)
                 first, last = f"{label}, episode 1", f"{label}, episode {n}"
                 record(split, first, curve[0], row)
                 record(split, last, curve[-1], row)
@@ -443,7 +448,7 @@ def rl2_gap_rows(
             n = run_o.learner.cfg.episodes_per_trial
             with torch.no_grad():
                 curve_o = run_o.learner.adaptation_curve(tasks, n - 1)
-            row_o = {**run_info(run_o, res_o, cmd_o), "command": cmd_o}
+            row_o = run_info(run_o, res_o, cmd_o)
             record(split, f"oracle (task in obs), episode {n}", curve_o[-1], row_o)
             gen = make_generator(seed, f"bench/random/{split}")
             horizon = run0.learner.cfg.horizon
