@@ -24,7 +24,7 @@ from gymnasium import spaces
 from torch import Tensor
 
 from agents.maml_rl import MAMLRLConfig
-from agents.sampler import ActorOutput, make_batched_env, rollout
+from agents.rollout import ActorOutput, make_batched_env, rollout
 
 
 def oracle_config(cfg: MAMLRLConfig) -> MAMLRLConfig:

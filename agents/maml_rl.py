@@ -8,17 +8,18 @@
                    through the adaptation, backtracking under a KL bound), or ProMP (clipped
                    surrogate + a KL penalty on the inner step, several Adam steps).
 
-Per-task parameters. The inner loop runs on parameters expanded to `[T, ...]` and a loss that
-is the *sum* of the per-task losses, so the gradient for task t's copy is task t's own
-gradient: the shared `metarl.inner_loop.gradient_step` adapts every task at once, unchanged
-(the same trick as few-shot MAML's `task_batching: vmap`; tested equal to a loop). The
-policy is applied to `[T, ...]` parameters in one batched call (`policy_dist`), so each env
-step of a rollout is one forward for all tasks (`PerTaskActor`, an `agents.sampler.Actor`).
+Per-task parameters. The inner loop runs on parameters expanded to `[T, ...]`
+(`metarl.inner_loop.expand_params`) and a loss that is the *sum* of the per-task losses, so
+the gradient for task t's copy is task t's own gradient: the shared
+`metarl.inner_loop.gradient_step` adapts every task at once, unchanged (the same trick as
+few-shot MAML's `task_batching: vmap`; tested equal to a loop). The policy applies `[T, ...]`
+parameters in one batched call (`policy.per_task`), so each env step of a rollout is one
+forward for all tasks (`PerTaskActor`, an `agents.rollout.Actor`).
 
-Inner losses (per task, masked mean over the task's valid steps, advantages from the linear
-feature baseline): `reinforce` `-mean(logp * A)`; `lvc` (ProMP) `-mean(pi/pi_sample * A)`,
-which equals `agents.optim.lvc_loss` at the sampling parameters and stays importance-weighted
-while ProMP's Adam steps move theta.
+Inner losses: `agents.optim.reinforce_loss` (`reinforce`, MAML) or `agents.optim.lvc_loss`
+against the sampling policy (`lvc`, ProMP: importance-weighted while ProMP's Adam steps move
+theta), each reduced per task (`dims=(1, 2)`: a masked mean over the task's valid steps),
+advantages from the linear feature baseline.
 
 Budget = inner steps. The adaptation curve rolls out the policy after 0..K steps; the
 episodes of step k are both row k of the curve and the support of step k + 1 (as MAML-RL).
@@ -34,22 +35,39 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from torch import Tensor, nn
-from torch.distributions import Categorical, Distribution, Independent, Normal, kl_divergence
+from torch.distributions import Distribution, kl_divergence
 
 from agents.advantages import discounted_returns, gae, linear_feature_baseline, normalize
-from agents.optim import adapt_kl_coeff, detach_distribution, promp_loss, trpo_step
+from agents.optim import (
+    adapt_kl_coeff,
+    detach_distribution,
+    lvc_loss,
+    masked_mean,
+    pg_surrogate,
+    promp_loss,
+    reinforce_loss,
+    trpo_step,
+)
 from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, make_mlp_policy
-from agents.sampler import ActorOutput, BatchedEnv, make_batched_env, rollout, sample_action
+from agents.rollout import (
+    ActorOutput,
+    BatchedEnv,
+    check_meta_rl,
+    make_batched_env,
+    rollout,
+    sample_action,
+)
 from agents.video import record_episodes, side_by_side
 from metarl import inner_loop
+from metarl.contracts import MetaRLDistribution, TaskBatchLike
 from metarl.errors import NonFiniteError, UsageError
-from metarl.inner_loop import Params, forward, named_params
+from metarl.inner_loop import Params, expand_params, named_params
 from metarl.seeding import make_generator, seeded
 
 
 @dataclass
 class MAMLRLConfig:
-    hidden: list[int] = field(default_factory=lambda: [100, 100])
+    hidden_sizes: list[int] = field(default_factory=lambda: [100, 100])
     """Policy MLP hidden sizes (MAML: 100-100 ReLU)."""
     activation: Literal["relu", "tanh"] = "relu"
     """Hidden activation of the policy."""
@@ -118,59 +136,17 @@ class MAMLRLConfig:
 # ---------------------------------------------------------------------------------------------
 # per-task parameters
 
-
-def expand_params(params: Params, num_tasks: int) -> Params:
-    """One parameter set -> `[T, ...]` per task (views: gradients sum back into `params`)."""
-    return {k: v.unsqueeze(0).expand(num_tasks, *v.shape) for k, v in params.items()}
+MLPPolicy = GaussianMLPPolicy | CategoricalMLPPolicy
+PG_DIMS = (1, 2)  # per-task reduction of `[T, E, H]` step terms: one loss per task
 
 
-def policy_dist(policy: nn.Module, params: Params, obs: Tensor) -> Distribution:
-    """Per-task parameters `[T, ...]` applied to obs `[T, ..., O]`: a distribution `[T, ...]`.
-
-    The MLP policies of `agents.policies` take a batched-matmul path (one `baddbmm` per layer);
-    anything else goes through `torch.func.vmap` of `metarl.inner_loop.forward`. Both give
-    the same numbers (tested); the matmul path is ~25x faster for the per-step forward of a
-    rollout (functional_call and vmap cost ~2 and ~40 ms a call on CPU).
-    """
-    if isinstance(policy, (GaussianMLPPolicy, CategoricalMLPPolicy)):
-        return _mlp_dist(policy, params, obs)
-    return vmap_policy_dist(policy, params, obs)
-
-
-def vmap_policy_dist(policy: nn.Module, params: Params, obs: Tensor) -> Distribution:
-    """`policy_dist` for any policy module: `vmap` over tasks of the functional forward."""
-
-    def head(p: Params, o: Tensor) -> tuple[Tensor, ...]:
-        d = forward(policy, p, o)
-        if isinstance(d, Categorical):
-            return (d.logits,)
-        return (d.base_dist.loc, d.base_dist.scale)
-
-    out = torch.func.vmap(head)(params, obs)
-    return Categorical(logits=out[0]) if len(out) == 1 else Independent(Normal(*out), 1)
-
-
-def _mlp_dist(
-    policy: GaussianMLPPolicy | CategoricalMLPPolicy, params: Params, obs: Tensor
-) -> Distribution:
-    num_tasks, shape = obs.shape[0], obs.shape[1:-1]
-    h = obs.reshape(num_tasks, -1, obs.shape[-1])  # [T, N, O]
-    for i, layer in enumerate(policy.net):
-        if isinstance(layer, nn.Linear):
-            w, b = params[f"net.{i}.weight"], params[f"net.{i}.bias"]  # [T, out, in], [T, out]
-            h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
-        else:
-            h = layer(h)
-    out = h.reshape(num_tasks, *shape, h.shape[-1])
-    if isinstance(policy, CategoricalMLPPolicy):
-        return Categorical(logits=out, validate_args=False)
-    log_std = params["log_std"].clamp(min=policy.min_log_std)  # [T, A]
-    std = log_std.exp().view(num_tasks, *([1] * len(shape)), -1).expand_as(out)
-    return Independent(Normal(out, std, validate_args=False), 1, validate_args=False)
+def policy_dist(policy: MLPPolicy, params: Params, obs: Tensor) -> Distribution:
+    """Per-task parameters `[T, ...]` applied to obs `[T, ..., O]` (`policy.per_task`)."""
+    return policy.per_task(params, obs)
 
 
 class PerTaskActor:
-    """An `agents.sampler.Actor` for per-task parameters `[T, ...]`: one forward per step.
+    """An `agents.rollout.Actor` for per-task parameters `[T, ...]`: one forward per step.
 
     Copies are task-major, so obs `[N, O]` reshapes to `[T, C, O]` (for the oracle the env
     has already appended the task parameters: `make_batched_env(..., task_in_obs=True)`).
@@ -178,7 +154,7 @@ class PerTaskActor:
 
     def __init__(
         self,
-        policy: nn.Module,
+        policy: MLPPolicy,
         params: Params,
         generator: torch.Generator,
         deterministic: bool = False,
@@ -232,32 +208,26 @@ def process(traj: Any, cfg: MAMLRLConfig) -> RLBatch:
     return RLBatch(obs, traj.actions, traj.log_probs, adv, traj.mask, mean_return, traj.env_steps)
 
 
-def task_mean(x: Tensor, mask: Tensor) -> Tensor:
-    """Masked mean over each task's steps: `[T, E, H] -> [T]`."""
-    m = mask.to(x.dtype)
-    return (x * m).sum((1, 2)) / m.sum((1, 2)).clamp(min=1.0)
-
-
-def ratio(log_prob: Tensor, old_log_prob: Tensor, mask: Tensor) -> Tensor:
-    """`pi / pi_old` `[T, E, H]`, exactly 1 on padding (so exp cannot overflow there)."""
-    return torch.exp(torch.where(mask > 0, log_prob - old_log_prob, 0.0))
-
-
 def inner_loss(
-    policy: nn.Module, params: Params, batch: RLBatch, kind: str, dist: Distribution | None = None
+    policy: MLPPolicy, params: Params, batch: RLBatch, kind: str, dist: Distribution | None = None
 ) -> Tensor:
     """Sum over tasks of each task's policy-gradient loss at its parameters `[T, ...]`."""
     dist = policy_dist(policy, params, batch.obs) if dist is None else dist
     logp = dist.log_prob(batch.actions)
     if kind == "reinforce":
-        per_step = logp * batch.advantages
+        per_task = reinforce_loss(logp, batch.advantages, batch.mask, PG_DIMS)
     else:  # lvc: importance-weighted against the sampling policy
-        per_step = ratio(logp, batch.log_probs, batch.mask) * batch.advantages
-    return -task_mean(per_step, batch.mask).sum()
+        per_task = lvc_loss(logp, batch.advantages, batch.mask, PG_DIMS, batch.log_probs)
+    return per_task.sum()
+
+
+def mean_task_kl(old: Distribution, new: Distribution, mask: Tensor) -> Tensor:
+    """`KL(old || new)` averaged over each task's valid steps, then over tasks: a scalar."""
+    return masked_mean(kl_divergence(old, new), mask, PG_DIMS).mean()
 
 
 def adapt_params(
-    policy: nn.Module,
+    policy: MLPPolicy,
     params: Params,
     supports: list[RLBatch],
     cfg: MAMLRLConfig,
@@ -295,8 +265,27 @@ def _finite(name: str, value: Tensor) -> None:
 # the learner
 
 
+@dataclass(frozen=True)
+class Collected:
+    """The experience of one meta-iteration: `supports[i]` (inner step i's rollout) played by
+    `samplers[i]` (per-task parameters `[T, ...]`), then the `query` rollout of `adapted`."""
+
+    supports: list[RLBatch]
+    samplers: list[Params]
+    query: RLBatch
+    adapted: Params
+
+    @property
+    def env_steps(self) -> int:
+        return sum(b.env_steps for b in self.supports) + self.query.env_steps
+
+
 class MAMLRL:
-    """MAML-RL learner; `budget` is the number of inner gradient steps (each with fresh data)."""
+    """MAML-RL learner; `budget` is the number of inner gradient steps (each with fresh data).
+
+    `meta_step(tasks)` = `collect(tasks)` (support and query rollouts) then
+    `outer_step(collected)` (TRPO or ProMP); `play(tasks, params, generator)` is one rollout.
+    """
 
     budget_name = "steps"
     metric = "return"
@@ -305,15 +294,15 @@ class MAMLRL:
     def __init__(
         self,
         cfg: MAMLRLConfig,
-        policy: nn.Module,
-        distribution: Any,
+        policy: MLPPolicy,
+        distribution: MetaRLDistribution[Any],
         device: torch.device,
         seed: int,
     ) -> None:
         self.cfg, self.policy, self.distribution = cfg, policy.to(device), distribution
         self.device = torch.device(device)
         self.headline_budget = cfg.eval_adapt_steps
-        self.generator = make_generator(seed, "maml_rl/train_actions", device)
+        self.train_generator = make_generator(seed, "maml_rl/train_actions", device)
         self.eval_generator = make_generator(seed, "maml_rl/eval_actions", device)
         self.step_sizes: Params | None = None
         if cfg.learn_inner_lr:
@@ -330,7 +319,7 @@ class MAMLRL:
         self.env_steps = 0
         self._envs: dict[int, BatchedEnv] = {}
 
-    # -- sampling ---------------------------------------------------------------------------
+    # -- experience -------------------------------------------------------------------------
     def _env(self, num_tasks: int) -> BatchedEnv:
         if num_tasks not in self._envs:
             self._envs[num_tasks] = make_batched_env(
@@ -343,14 +332,15 @@ class MAMLRL:
             )
         return self._envs[num_tasks]
 
-    def sample(self, tasks: Any, params: Params, generator: torch.Generator) -> RLBatch:
+    def play(self, tasks: TaskBatchLike, params: Params, generator: torch.Generator) -> RLBatch:
         """Roll out per-task parameters `[T, ...]`: `episodes_per_task` episodes per task."""
         seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=generator.device))
         actor = PerTaskActor(self.policy, params, generator)
         traj = rollout(self._env(tasks.num_tasks), tasks, actor, num_episodes=1, seed=seed)
         return process(traj, self.cfg)
 
-    def _theta(self) -> Params:
+    def theta(self) -> Params:
+        """The policy's parameters as fresh leaves (detached copies that require grad)."""
         return _leaves(named_params(self.policy))
 
     def _meta_params(self) -> Params:
@@ -358,39 +348,44 @@ class MAMLRL:
         lrs = {LR_PREFIX + k: v for k, v in (self.step_sizes or {}).items()}
         return {**named_params(self.policy), **lrs}
 
-    def _collect(self, tasks: Any) -> tuple[list[RLBatch], list[Params], RLBatch, Params]:
-        """Supports (one per inner step), the parameters that sampled each, query, adapted."""
-        params = expand_params(self._theta(), tasks.num_tasks)
+    def collect(self, tasks: TaskBatchLike) -> Collected:
+        """Supports (one per inner step, each played by the parameters adapted so far), then
+        the query rollout of the adapted parameters, with the training generator."""
+        params = expand_params(self.theta(), tasks.num_tasks)
         supports, samplers = [], []
         for _ in range(self.cfg.adapt_steps):
-            supports.append(self.sample(tasks, params, self.generator))
+            supports.append(self.play(tasks, params, self.train_generator))
             samplers.append(params)
             params = self._inner_step(params, supports[-1])
-        return supports, samplers, self.sample(tasks, params, self.generator), params
+        return Collected(supports, samplers, self.play(tasks, params, self.train_generator), params)
 
     # -- outer steps ------------------------------------------------------------------------
-    def meta_step(self, tasks: Any) -> dict[str, float]:
+    def meta_step(self, tasks: TaskBatchLike) -> dict[str, float]:
         """Sample support and query for each task, then one TRPO or ProMP outer update."""
-        supports, samplers, query, adapted = self._collect(tasks)
-        steps = sum(b.env_steps for b in supports) + query.env_steps
-        self.env_steps += steps  # training experience only (not evaluation rollouts)
-        with torch.no_grad():
-            old = detach_distribution(policy_dist(self.policy, adapted, query.obs))
-        if self.cfg.outer == "trpo":
-            metrics = self._trpo(tasks.num_tasks, supports, query, old)
-        else:
-            metrics = self._promp(supports, samplers, query, old)
-        pre = supports[0].returns if supports else query.returns
+        collected = self.collect(tasks)
+        self.env_steps += collected.env_steps  # training experience only (not evaluation)
+        metrics = self.outer_step(collected)
+        c = collected
+        pre = c.supports[0].returns if c.supports else c.query.returns
         metrics.update(
             return_pre=pre.mean().item(),
-            return_post=query.returns.mean().item(),
-            env_steps=float(steps),
+            return_post=c.query.returns.mean().item(),
+            env_steps=float(c.env_steps),
         )
         return metrics
 
-    def _trpo(
-        self, num_tasks: int, supports: list[RLBatch], query: RLBatch, old: Distribution
-    ) -> dict[str, float]:
+    def outer_step(self, collected: Collected) -> dict[str, float]:
+        """One TRPO or ProMP update of the meta-parameters on `collected` experience."""
+        with torch.no_grad():
+            old = detach_distribution(
+                policy_dist(self.policy, collected.adapted, collected.query.obs)
+            )
+        if self.cfg.outer == "trpo":
+            return self._trpo(collected.supports, collected.query, old)
+        return self._promp(collected.supports, collected.samplers, collected.query, old)
+
+    def _trpo(self, supports: list[RLBatch], query: RLBatch, old: Distribution) -> dict[str, float]:
+        num_tasks = query.returns.shape[0]
         old_logp = old.log_prob(query.actions)
         cache: list[Any] = [None, None]  # the line search asks surrogate and KL of one dict
 
@@ -404,11 +399,11 @@ class MAMLRL:
             return cache[1]
 
         def surrogate(p: Params) -> Tensor:
-            r = ratio(adapted_dist(p).log_prob(query.actions), old_logp, query.mask)
-            return task_mean(r * query.advantages, query.mask).mean()
+            logp = adapted_dist(p).log_prob(query.actions)
+            return pg_surrogate(logp, old_logp, query.advantages, query.mask, PG_DIMS).mean()
 
         def kl(p: Params) -> Tensor:
-            value = task_mean(kl_divergence(old, adapted_dist(p)), query.mask).mean()
+            value = mean_task_kl(old, adapted_dist(p), query.mask)
             _finite("KL", value)
             return value
 
@@ -419,9 +414,7 @@ class MAMLRL:
             params = adapt_params(
                 self.policy, expand_params(w, num_tasks), supports, first_order, lrs
             )
-            return task_mean(
-                kl_divergence(old, policy_dist(self.policy, params, query.obs)), query.mask
-            ).mean()
+            return mean_task_kl(old, policy_dist(self.policy, params, query.obs), query.mask)
 
         c = self.cfg
         meta = self._meta_params()
@@ -466,7 +459,7 @@ class MAMLRL:
             kls = []
             for batch, pre in zip(supports, pre_dists, strict=True):
                 dist = policy_dist(self.policy, params, batch.obs)
-                kls.append(task_mean(kl_divergence(pre, dist), batch.mask).mean())
+                kls.append(mean_task_kl(pre, dist, batch.mask))
                 loss = inner_loss(self.policy, params, batch, self.cfg.inner_loss, dist)
                 params = inner_loop.gradient_step(params, loss, self._lr(), self.cfg.first_order)
             logp = policy_dist(self.policy, params, query.obs).log_prob(query.actions)
@@ -502,44 +495,46 @@ class MAMLRL:
     def _lr(self) -> inner_loop.StepSizes:
         return self.cfg.inner_lr if self.step_sizes is None else self.step_sizes
 
-    def _adaptation(self, tasks: Any, budget: int, last: bool) -> tuple[Params, list[Tensor]]:
+    def _adaptation(
+        self, tasks: TaskBatchLike, budget: int, last: bool
+    ) -> tuple[Params, list[Tensor]]:
         """Parameters after `budget` steps and each rollout's return `[T]` (the adapted
         policy's too if `last`)."""
         if budget < 0:
             raise UsageError(f"adaptation budget must be >= 0 inner steps, got {budget}")
-        params = expand_params(self._theta(), tasks.num_tasks)
+        params = expand_params(self.theta(), tasks.num_tasks)
         rows = []
         for _ in range(budget):
-            batch = self.sample(tasks, params, self.eval_generator)
+            batch = self.play(tasks, params, self.eval_generator)
             rows.append(batch.returns)
             params = self._inner_step(params, batch)
         if last:
-            rows.append(self.sample(tasks, params, self.eval_generator).returns)
+            rows.append(self.play(tasks, params, self.eval_generator).returns)
         return params, rows
 
-    def adapt(self, tasks: Any, budget: int) -> Params:
+    def adapt(self, tasks: TaskBatchLike, budget: int) -> Params:
         """Per-task parameters `[T, ...]` after `budget` inner steps, each on fresh episodes."""
         return self._adaptation(tasks, budget, last=False)[0]
 
-    def evaluate(self, adapted: Params, tasks: Any) -> Tensor:
+    def evaluate(self, adapted: Params, tasks: TaskBatchLike) -> Tensor:
         """Mean undiscounted episode return `[T]` of fresh episodes with the adapted policy."""
-        return self.sample(tasks, adapted, self.eval_generator).returns
+        return self.play(tasks, adapted, self.eval_generator).returns
 
-    def adaptation_curve(self, tasks: Any, max_budget: int) -> Tensor:
+    def adaptation_curve(self, tasks: TaskBatchLike, max_budget: int) -> Tensor:
         """Mean query return after 0..max_budget inner steps: `[max_budget + 1, T]`."""
         return torch.stack(self._adaptation(tasks, max_budget, last=True)[1])
 
-    def record(self, tasks: Any, width: int = 160, height: int = 120) -> np.ndarray:
-        """Video `[F, H, 2W, 3]` uint8 of one episode on `tasks[0]`: the meta-learned policy
+    def record(self, tasks: TaskBatchLike, width: int = 160, height: int = 120) -> np.ndarray:
+        """Video `[F, H, 2W, 3]` uint8 of one episode on task 0: the meta-learned policy
         before adaptation (left) beside the policy after `eval_adapt_steps` inner steps on
-        fresh support episodes (right); mean actions. MuJoCo families only."""
-        task = tasks[0]
+        fresh support episodes (right); mean actions. Renderable (MuJoCo) families only."""
+        task = tasks.select(0)
         c = self.cfg
         env = make_batched_env(self.distribution, 1, 1, self.device, c.horizon, c.task_in_obs)
         rng_state = self.eval_generator.get_state()  # recording leaves evaluation unchanged
         try:
             clips = []
-            for params in (expand_params(self._theta(), 1), self.adapt(task, self.headline_budget)):
+            for params in (expand_params(self.theta(), 1), self.adapt(task, self.headline_budget)):
                 actor = PerTaskActor(self.policy, params, self.eval_generator, True)
                 clips += record_episodes(env, task, actor, 1, [0], width=width, height=height)
             return side_by_side(clips)
@@ -549,9 +544,11 @@ class MAMLRL:
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
-            "policy": self.policy.state_dict(),
-            "generator": self.generator.get_state(),
-            "eval_generator": self.eval_generator.get_state(),
+            "model": self.policy.state_dict(),
+            "generators": {
+                "train": self.train_generator.get_state(),
+                "eval": self.eval_generator.get_state(),
+            },
             "kl_coeffs": list(self.kl_coeffs),
             "env_steps": self.env_steps,
         }
@@ -562,9 +559,9 @@ class MAMLRL:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.policy.load_state_dict(state["policy"])
-        self.generator.set_state(state["generator"])
-        self.eval_generator.set_state(state["eval_generator"])
+        self.policy.load_state_dict(state["model"])
+        self.train_generator.set_state(state["generators"]["train"])
+        self.eval_generator.set_state(state["generators"]["eval"])
         self.kl_coeffs = [float(k) for k in state["kl_coeffs"]]
         self.env_steps = int(state["env_steps"])
         if self.step_sizes is not None:
@@ -580,7 +577,7 @@ def check_config(cfg: MAMLRLConfig) -> None:
     checks = [
         (cfg.horizon is None or cfg.horizon >= 1, f"learner.horizon must be >= 1 (or null), got {cfg.horizon}"),
         (cfg.episodes_per_task >= 1, f"learner.episodes_per_task must be >= 1, got {cfg.episodes_per_task}"),
-        (len(cfg.hidden) >= 1 and min(cfg.hidden) >= 1, f"learner.hidden needs sizes >= 1, got {cfg.hidden}"),
+        (len(cfg.hidden_sizes) >= 1 and min(cfg.hidden_sizes) >= 1, f"learner.hidden_sizes needs sizes >= 1, got {cfg.hidden_sizes}"),
         (cfg.adapt_steps >= 0 and cfg.eval_adapt_steps >= 0, "learner.adapt_steps and eval_adapt_steps must be >= 0"),
         (cfg.inner_lr >= 0, f"learner.inner_lr must be >= 0, got {cfg.inner_lr}"),
         (0 <= cfg.gamma <= 1 and 0 <= cfg.gae_lambda <= 1, "learner.gamma and gae_lambda must lie in [0, 1]"),
@@ -599,6 +596,7 @@ def check_config(cfg: MAMLRLConfig) -> None:
 
 def build_maml_rl(cfg: MAMLRLConfig, distribution: Any, device: torch.device, seed: int) -> MAMLRL:
     check_config(cfg)
+    check_meta_rl(distribution, "learner.kind maml_rl")
     probe = make_batched_env(distribution, 1, 1, "cpu", cfg.horizon, cfg.task_in_obs)
     obs_space, action_space = probe.observation_space, probe.action_space  # spaces only
     probe.close()
@@ -607,5 +605,7 @@ def build_maml_rl(cfg: MAMLRLConfig, distribution: Any, device: torch.device, se
     if not isinstance(action_space, spaces.Discrete):
         kwargs["init_std"] = cfg.init_std
     with seeded(seed, "policy"):
-        policy = make_mlp_policy(obs_space, action_space, cfg.head, tuple(cfg.hidden), **kwargs)
+        policy = make_mlp_policy(
+            obs_space, action_space, cfg.head, tuple(cfg.hidden_sizes), **kwargs
+        )
     return MAMLRL(cfg, policy, distribution, device, seed)

@@ -29,12 +29,29 @@ Params = dict[str, Tensor]
 # small helpers
 
 
-def masked_mean(x: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Mean of `x` over valid entries (`mask` 1); the plain mean without a mask."""
+Dims = tuple[int, ...] | None
+
+
+def masked_mean(x: Tensor, mask: Tensor | None = None, dims: Dims = None) -> Tensor:
+    """Mean of `x` over valid entries (`mask` 1); the plain mean without a mask.
+
+    `dims=None` reduces everything to a scalar; `dims=(1, 2)` keeps the leading axis: a
+    per-task mean `[T, E, H] -> [T]` over each task's own valid steps (MAML-RL's reduction).
+    """
     if mask is None:
-        return x.mean()
+        return x.mean() if dims is None else x.mean(dims)
     m = mask.to(x.dtype)
-    return (x * m).sum() / m.sum().clamp(min=1.0)
+    if dims is None:
+        return (x * m).sum() / m.sum().clamp(min=1.0)
+    return (x * m).sum(dims) / m.sum(dims).clamp(min=1.0)
+
+
+def importance_ratio(log_prob: Tensor, old_log_prob: Tensor, mask: Tensor | None = None) -> Tensor:
+    """`pi / pi_old = exp(logp - logp_old)`, exactly 1 where `mask` is 0 (padding), so an
+    unmasked exp cannot overflow there and poison a masked mean with `inf * 0`."""
+    if mask is None:
+        return torch.exp(log_prob - old_log_prob)
+    return torch.exp(torch.where(mask > 0, log_prob - old_log_prob, 0.0))
 
 
 def detach_distribution(dist: Distribution) -> Distribution:
@@ -79,29 +96,47 @@ def _grad(out: Tensor, params: Params, **kwargs) -> Tensor:
 # surrogates and losses
 
 
-def reinforce_loss(log_prob: Tensor, advantages: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Vanilla policy-gradient loss `-mean(log pi(a|s) * A)` (MAML-RL's inner loss)."""
-    return -masked_mean(log_prob * advantages.detach(), mask)
+def reinforce_loss(
+    log_prob: Tensor, advantages: Tensor, mask: Tensor | None = None, dims: Dims = None
+) -> Tensor:
+    """Vanilla policy-gradient loss `-mean(log pi(a|s) * A)` (MAML-RL's inner loss);
+    `dims` as in `masked_mean` (`(1, 2)`: one loss per task `[T]`)."""
+    return -masked_mean(log_prob * advantages.detach(), mask, dims)
 
 
-def lvc_loss(log_prob: Tensor, advantages: Tensor, mask: Tensor | None = None) -> Tensor:
-    """ProMP's low-variance-curvature inner loss `-mean(exp(logp - sg(logp)) * A)`.
+def lvc_loss(
+    log_prob: Tensor,
+    advantages: Tensor,
+    mask: Tensor | None = None,
+    dims: Dims = None,
+    old_log_prob: Tensor | None = None,
+) -> Tensor:
+    """ProMP's low-variance-curvature inner loss `-mean(pi / sg(pi) * A)`.
 
     Its gradient equals `reinforce_loss`'s (its value is `-mean(A)`); its Hessian adds the
     score outer-product term `-mean(A grad(logp) grad(logp)^T)` that the plain surrogate
     lacks: a low-variance (if biased) estimate of the curvature the meta-gradient needs,
-    unlike DiCE's unbiased but high-variance one (Rothfuss et al. 2019).
+    unlike DiCE's unbiased but high-variance one (Rothfuss et al. 2019). With
+    `old_log_prob` (the sampling policy's) the ratio is `pi / pi_sample`: the same at the
+    sampling parameters, and still importance-weighted once ProMP's steps move them.
     """
-    ratio = torch.exp(log_prob - log_prob.detach())
-    return -masked_mean(ratio * advantages.detach(), mask)
+    if old_log_prob is None:
+        ratio = torch.exp(log_prob - log_prob.detach())
+    else:
+        ratio = importance_ratio(log_prob, old_log_prob.detach(), mask)
+    return -masked_mean(ratio * advantages.detach(), mask, dims)
 
 
 def pg_surrogate(
-    log_prob: Tensor, old_log_prob: Tensor, advantages: Tensor, mask: Tensor | None = None
+    log_prob: Tensor,
+    old_log_prob: Tensor,
+    advantages: Tensor,
+    mask: Tensor | None = None,
+    dims: Dims = None,
 ) -> Tensor:
     """TRPO's surrogate `mean(pi / pi_old * A)`, to *maximise*; equals `mean(A)` at pi_old."""
-    ratio = torch.exp(log_prob - old_log_prob.detach())
-    return masked_mean(ratio * advantages.detach(), mask)
+    ratio = importance_ratio(log_prob, old_log_prob.detach(), mask)
+    return masked_mean(ratio * advantages.detach(), mask, dims)
 
 
 def _clip_terms(

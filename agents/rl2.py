@@ -2,7 +2,7 @@
 
 A *trial* is `n` episodes on one task; the policy sees `[obs, a_{t-1}, r_{t-1}, done_{t-1}]`
 and keeps its state over the episode boundaries of a trial (it is reset only between trials,
-see `agents.sampler`), so whatever it learnt about the task in episode 1 shapes episode 2.
+see `agents.rollout`), so whatever it learnt about the task in episode 1 shapes episode 2.
 The outer update is PPO over whole trials: one recurrent pass per trial from the initial
 state, so the gradient flows through the full history that produced each action.
 
@@ -29,9 +29,17 @@ from torch import Tensor
 
 from agents.advantages import ValueNormalizer, gae, normalize
 from agents.optim import ppo_loss
-from agents.policies import check_head, make_recurrent_policy
-from agents.sampler import RecurrentActor, Trajectories, TrialBatch, make_batched_env, rollout
+from agents.policies import MemoryPolicy, RecurrentPolicy, check_head, make_recurrent_policy
+from agents.rollout import (
+    RecurrentActor,
+    Trajectories,
+    TrialBatch,
+    check_meta_rl,
+    make_batched_env,
+    rollout,
+)
 from agents.video import record_episodes, side_by_side
+from metarl.contracts import MetaRLDistribution, TaskBatchLike
 from metarl.errors import UsageError
 from metarl.seeding import make_generator, seeded
 
@@ -101,13 +109,20 @@ class RL2:
     higher_is_better = True
     budget_name = "episodes"
 
-    def __init__(self, cfg: RL2Config, distribution: Any, policy: Any, device, seed: int):
+    def __init__(
+        self,
+        cfg: RL2Config,
+        distribution: MetaRLDistribution[Any],
+        policy: RecurrentPolicy | MemoryPolicy,
+        device: torch.device | str,
+        seed: int,
+    ) -> None:
         self.cfg, self.distribution, self.device = cfg, distribution, torch.device(device)
         self.policy = policy.to(self.device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.outer_lr)
         self.headline_budget = cfg.episodes_per_trial - 1
-        self.train_gen = make_generator(seed, "rl2/train", self.device)
-        self.eval_gen = make_generator(seed, "rl2/eval", self.device)
+        self.train_generator = make_generator(seed, "rl2/train", self.device)
+        self.eval_generator = make_generator(seed, "rl2/eval", self.device)
         self._envs: dict[tuple[int, int], Any] = {}
         self.discrete = None
         self.value_norm = ValueNormalizer() if cfg.normalize_values else None
@@ -123,7 +138,15 @@ class RL2:
             self._envs[key] = env
         return self._envs[key]
 
-    def _play(self, tasks: Any, episodes: int, copies: int, gen, deterministic=False):
+    def play(
+        self,
+        tasks: TaskBatchLike,
+        episodes: int,
+        copies: int,
+        gen: torch.Generator,
+        deterministic: bool = False,
+    ) -> Trajectories:
+        """One trial of `episodes` episodes on `copies` env copies per task (a rollout)."""
         env = self._env(tasks.num_tasks, copies)
         self.discrete = env.discrete
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen, device=gen.device))
@@ -132,8 +155,9 @@ class RL2:
         return rollout(env, tasks, actor, episodes, seed)
 
     # -- the outer update -------------------------------------------------------------------
-    def _advantages(self, tb: TrialBatch) -> tuple[Tensor, Tensor]:
-        """GAE over each trial `[B, L]`; `done` only at the trial's last valid step."""
+    def advantages(self, tb: TrialBatch) -> tuple[Tensor, Tensor]:
+        """GAE over each trial `[B, L]`, `done` only at the trial's last valid step: the
+        advantages and the value targets (returns), both `[B, L]`, zero on padding."""
         mask = tb.mask
         last = (mask.sum(1).long() - 1).clamp(min=0)
         trial_end = torch.zeros_like(mask).scatter_(1, last[:, None], 1.0)
@@ -152,7 +176,7 @@ class RL2:
 
     def _ppo(self, tb: TrialBatch) -> dict[str, float]:
         c = self.cfg
-        adv, returns = self._advantages(tb)
+        adv, returns = self.advantages(tb)
         if c.normalize_advantages:
             adv = normalize(adv, tb.mask)
         if self.value_norm is not None:  # the value head learns standardised targets
@@ -165,7 +189,9 @@ class RL2:
         sums: dict[str, float] = {}
         count = 0
         for _ in range(c.ppo_epochs):
-            perm = torch.randperm(b, generator=self.train_gen, device=self.train_gen.device)
+            perm = torch.randperm(
+                b, generator=self.train_generator, device=self.train_generator.device
+            )
             for idx in perm.to(self.device).chunk(chunks):
 
                 def tm(x: Tensor, i: Tensor = idx) -> Tensor:  # time-major [L, b, ...]
@@ -198,10 +224,10 @@ class RL2:
         return {k: v / count for k, v in sums.items()}
 
     # -- learner contract -------------------------------------------------------------------
-    def meta_step(self, tasks: Any) -> dict[str, float]:
+    def meta_step(self, tasks: TaskBatchLike) -> dict[str, float]:
         """Play one trial per copy on each task, then PPO epochs over the trials."""
         c = self.cfg
-        traj = self._play(tasks, c.episodes_per_trial, c.trials_per_task, self.train_gen)
+        traj = self.play(tasks, c.episodes_per_trial, c.trials_per_task, self.train_generator)
         metrics = self._ppo(traj.trials())
         returns = traj.returns_by_episode_index()  # [T, n]
         metrics["trial_return"] = float(returns.sum(1).mean())
@@ -210,55 +236,58 @@ class RL2:
         metrics["env_steps"] = float(traj.env_steps)
         return metrics
 
-    def adapt(self, tasks: Any, budget: int) -> Trajectories:
+    def adapt(self, tasks: TaskBatchLike, budget: int) -> Trajectories:
         """A trial of `budget + 1` episodes: `budget` of experience, then the evaluated one."""
         if budget < 0:
             raise UsageError(f"budget must be >= 0 episodes, got {budget}")
         c = self.cfg
-        return self._play(
-            tasks, budget + 1, c.eval_trials_per_task, self.eval_gen, c.eval_deterministic
+        return self.play(
+            tasks, budget + 1, c.eval_trials_per_task, self.eval_generator, c.eval_deterministic
         )
 
-    def evaluate(self, adapted: Trajectories, tasks: Any) -> Tensor:
+    def evaluate(self, adapted: Trajectories, tasks: TaskBatchLike) -> Tensor:
         """Return of the trial's last episode per task `[T]` (mean over its trials)."""
         return adapted.returns_by_episode_index()[:, -1]
 
-    def adaptation_curve(self, tasks: Any, max_budget: int) -> Tensor:
+    def adaptation_curve(self, tasks: TaskBatchLike, max_budget: int) -> Tensor:
         """`[max_budget + 1, T]`: row b = mean return of episode b + 1, all in one trial."""
         return self.adapt(tasks, max_budget).returns_by_episode_index().T
 
-    def record(self, tasks: Any, width: int = 160, height: int = 120) -> np.ndarray:
-        """Video `[F, H, 2W, 3]` uint8 of one trial on `tasks[0]`: its first episode (left,
+    def record(self, tasks: TaskBatchLike, width: int = 160, height: int = 120) -> np.ndarray:
+        """Video `[F, H, 2W, 3]` uint8 of one trial on task 0: its first episode (left,
         no experience of the task yet) beside its last (right, after `episodes_per_trial - 1`
         episodes of it in memory). MuJoCo families only."""
-        task, n = tasks[0], self.cfg.episodes_per_trial
+        task, n = tasks.select(0), self.cfg.episodes_per_trial
         env = make_batched_env(
             self.distribution, 1, 1, self.device, self.cfg.horizon, self.cfg.task_in_obs
         )
-        rng_state = self.eval_gen.get_state()  # recording leaves evaluation unchanged
+        rng_state = self.eval_generator.get_state()  # recording leaves evaluation unchanged
         try:
             self.policy.eval()
-            actor = RecurrentActor(self.policy, self.eval_gen, self.cfg.eval_deterministic)
+            actor = RecurrentActor(self.policy, self.eval_generator, self.cfg.eval_deterministic)
             episodes = [0, n - 1] if n > 1 else [0]
             clips = record_episodes(env, task, actor, n, episodes, width=width, height=height)
             return side_by_side(clips)
         finally:
-            self.eval_gen.set_state(rng_state)
+            self.eval_generator.set_state(rng_state)
             env.close()
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "policy": self.policy.state_dict(),
+            "model": self.policy.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "generators": {"train": self.train_gen.get_state(), "eval": self.eval_gen.get_state()},
+            "generators": {
+                "train": self.train_generator.get_state(),
+                "eval": self.eval_generator.get_state(),
+            },
             "value_norm": None if self.value_norm is None else self.value_norm.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.policy.load_state_dict(state["policy"])
+        self.policy.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.train_gen.set_state(state["generators"]["train"])
-        self.eval_gen.set_state(state["generators"]["eval"])
+        self.train_generator.set_state(state["generators"]["train"])
+        self.eval_generator.set_state(state["generators"]["eval"])
         if self.value_norm is not None and state.get("value_norm") is not None:
             self.value_norm.load_state_dict(state["value_norm"])
 
@@ -289,12 +318,7 @@ def check_config(cfg: RL2Config) -> None:
 
 def build_rl2(cfg: RL2Config, distribution: Any, device: torch.device, seed: int) -> RL2:
     check_config(cfg)
-    if not (hasattr(distribution, "make_env") or hasattr(distribution, "env_id")):
-        raise UsageError(
-            f"learner.kind rl2 is recurrent over trials of episodes, but the task "
-            f"({type(distribution).__name__}) has no environment to play episodes in; use an "
-            "RL task: bandit, tabular_mdp, navigation2d, gridworld, cartpole, pendulum, MuJoCo"
-        )
+    check_meta_rl(distribution, "learner.kind rl2")
     probe = make_batched_env(distribution, 1, 1, "cpu", cfg.horizon, cfg.task_in_obs)
     obs_space, act_space = probe.observation_space, probe.action_space
     probe.close()

@@ -3,7 +3,7 @@
     clips = record_episodes(env, tasks, actor, num_episodes=n, episodes=[0, n - 1])
     video = side_by_side(clips)                       # [F, H, 2W, 3] uint8: before | after
 
-`record_episodes` is `agents.sampler.rollout` with a frame taken from copy 0 before each of
+`record_episodes` is `agents.rollout.rollout` with a frame taken from copy 0 before each of
 its steps that falls in one of the wanted episodes, so a video shows exactly the behaviour
 that the learner's evaluation measures (same env, same actor, same trial boundaries).
 """
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from agents.sampler import Actor, BatchedEnv, rollout
+from agents.rollout import Actor, BatchedEnv, rollout
 from metarl.errors import UsageError
 
 

@@ -16,7 +16,7 @@ from metarl.errors import NonFiniteError, UsageError
 
 
 def _train(args: argparse.Namespace) -> None:
-    from metarl.config import load_config
+    from metarl.registry import load_config
     from metarl.trainer import train
 
     overrides = list(args.overrides)

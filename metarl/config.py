@@ -199,14 +199,30 @@ def load_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_config(name_or_path: str, overrides: list[str] | None = None) -> RunConfig:
-    """Load, override and validate a run config, including its task and learner sections."""
-    from metarl import registry
+# learner kind -> {key before format 2: key now} (one meaning per name)
+RENAMED: dict[str, dict[str, str]] = {
+    "maml": {"hidden": "conv_channels", "mlp_hidden": "hidden_sizes"},
+    "protonet": {"hidden": "conv_channels"},
+    "maml_rl": {"hidden": "hidden_sizes"},
+}
 
-    data = apply_overrides(load_yaml(config_path(name_or_path)), overrides or [])
-    cfg = from_dict(RunConfig, data, "")
-    registry.validate(cfg)
-    return cfg
+
+def migrate_config(data: Any) -> Any:
+    """A run config dict written before format 2 with its renamed learner keys updated
+    (`RENAMED`); anything else is returned as it is."""
+    if not isinstance(data, dict) or not isinstance(data.get("learner"), dict):
+        return data
+    learner = data["learner"]
+    renames = RENAMED.get(learner.get("kind"), {})
+    if not any(k in learner for k in renames):
+        return data
+    return {**data, "learner": {renames.get(k, k): v for k, v in learner.items()}}
+
+
+def renamed_key_hint(kind: Any, key: str) -> str:
+    """`; it was renamed to learner.X` where `key` is a pre-format-2 name of `kind`."""
+    new = RENAMED.get(kind, {}).get(key) if isinstance(kind, str) else None
+    return f" (renamed: use learner.{new})" if new else ""
 
 
 def diff_configs(a: Any, b: Any, prefix: str = "") -> list[str]:

@@ -173,8 +173,6 @@ class Learner(Protocol[TaskT_contra]):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-
-
 def curve_by_adapting(learner: Learner[TaskT], tasks: TaskT, max_budget: int) -> torch.Tensor:
     """Generic adaptation curve: adapt afresh for each budget. `[max_budget + 1, T]`.
 

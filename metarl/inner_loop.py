@@ -29,9 +29,22 @@ def named_params(module: nn.Module) -> Params:
     return dict(module.named_parameters())
 
 
+def expand_params(params: Params, num_tasks: int) -> Params:
+    """One parameter set -> one copy per task, `[T, ...]` (expanded views, so gradients of
+    the copies sum back into `params`). With a loss that is the *sum* of per-task losses,
+    `gradient_step` on the copies adapts every task at once, each by its own gradient."""
+    return {k: v.unsqueeze(0).expand(num_tasks, *v.shape) for k, v in params.items()}
+
+
 def forward(module: nn.Module, params: Params, *args: Tensor) -> Tensor:
     """`module(*args)` evaluated with `params` in place of its own parameters."""
     return functional_call(module, params, args)
+
+
+def per_task_forward(module: nn.Module, params: Params, x: Tensor) -> Tensor:
+    """Per-task parameters `[T, ...]` applied to per-task inputs `[T, B, ...]`: `[T, B, ...]`
+    (`torch.func.vmap` over tasks of `forward`; exact for modules without batch norm)."""
+    return torch.func.vmap(lambda p, xt: forward(module, p, xt))(params, x)
 
 
 def gradient_step(

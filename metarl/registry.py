@@ -1,31 +1,48 @@
 """Component registry: `kind` names in a config -> (config dataclass, builder).
 
 The table names modules lazily so importing metarl stays cheap and MuJoCo is only imported
-when a MuJoCo task is asked for. A distribution builder is `build(cfg, device)`; a learner
-builder is `build(cfg, distribution, device, seed)`.
+when a MuJoCo task is asked for. An entry is either
+
+- `"module:ConfigClass:build_function"`: `build(cfg, device)` for a task distribution,
+  `build(cfg, distribution, device, seed)` for a learner; or
+- `"module:FamilyClass"` (environment families): the class's `config_type` is the config and
+  `FamilyClass.distribution(cfg, device=device)` the builder, so a family file needs no
+  builder function of its own.
+
+A new component is one file plus one line here, or no line at all: `register_distribution`
+and `register_learner` add a kind at run time (a plugin, or a test's toy family). This module
+also loads a whole run config (`load_config`): validating one needs the components.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from typing import Any
 
 import torch
 
-from metarl.config import RunConfig, from_dict
+from metarl.config import (
+    RunConfig,
+    apply_overrides,
+    config_path,
+    from_dict,
+    load_yaml,
+    renamed_key_hint,
+)
 from metarl.errors import UsageError
 
-# kind -> "module:ConfigClass:build_function"
-DISTRIBUTIONS: dict[str, str] = {
+# kind -> "module:ConfigClass:build_function" or "module:FamilyClass"
+DISTRIBUTIONS: dict[str, Any] = {
     "omniglot": "metarl.fewshot.tasks:OmniglotTaskConfig:build_omniglot",
     "image_folder": "metarl.fewshot.tasks:ImageFolderTaskConfig:build_image_folder",
     "sinusoid": "metarl.fewshot.sinusoid:SinusoidConfig:build_sinusoid",
-    "bandit": "envs.tensor.bandit:BanditConfig:build_bandit",
-    "tabular_mdp": "envs.tensor.tabular_mdp:TabularMDPConfig:build_tabular_mdp",
-    "navigation2d": "envs.tensor.navigation:Navigation2DConfig:build_navigation2d",
-    "gridworld": "envs.tensor.gridworld:GridGameConfig:build_gridworld",
-    "cartpole": "envs.tensor.cartpole:CartPoleConfig:build_cartpole",
-    "pendulum": "envs.tensor.pendulum:PendulumConfig:build_pendulum",
+    "bandit": "envs.tensor.bandit:BanditVectorEnv",
+    "tabular_mdp": "envs.tensor.tabular_mdp:TabularMDPVectorEnv",
+    "navigation2d": "envs.tensor.navigation:Navigation2DVectorEnv",
+    "gridworld": "envs.tensor.gridworld:GridGameVectorEnv",
+    "cartpole": "envs.tensor.cartpole:CartPoleVectorEnv",
+    "pendulum": "envs.tensor.pendulum:PendulumVectorEnv",
     "half_cheetah_vel": "envs.mujoco.tasks:HalfCheetahVelConfig:build_half_cheetah_vel",
     "half_cheetah_dir": "envs.mujoco.tasks:HalfCheetahDirConfig:build_half_cheetah_dir",
     "ant_dir": "envs.mujoco.tasks:AntDirConfig:build_ant_dir",
@@ -34,7 +51,7 @@ DISTRIBUTIONS: dict[str, str] = {
     "terrain": "envs.mujoco.tasks:TerrainConfig:build_terrain",
 }
 
-LEARNERS: dict[str, str] = {
+LEARNERS: dict[str, Any] = {
     "maml": "metarl.fewshot.maml:MAMLConfig:build_maml",
     "protonet": "metarl.fewshot.protonet:ProtoNetConfig:build_protonet",
     "rl2": "agents.rl2:RL2Config:build_rl2",
@@ -42,21 +59,49 @@ LEARNERS: dict[str, str] = {
 }
 
 
-def _resolve(table: dict[str, str], kind: Any, what: str) -> tuple[type, Any]:
+def register_distribution(kind: str, entry: Any) -> None:
+    """Add a task kind: an entry string as in `DISTRIBUTIONS`, a family class (with
+    `config_type` and `distribution`), or a `(ConfigClass, build)` pair."""
+    DISTRIBUTIONS[kind] = entry
+
+
+def register_learner(kind: str, config_cls: type, build: Any) -> None:
+    """Add a learner kind: its config dataclass and `build(cfg, distribution, device, seed)`."""
+    LEARNERS[kind] = (config_cls, build)
+
+
+def _resolve(table: dict[str, Any], kind: Any, what: str) -> tuple[type, Any]:
     if kind not in table:
         raise UsageError(
             f"{what}.kind {kind!r} is not known; choose one of {', '.join(sorted(table))}"
         )
-    module, cls_name, fn_name = table[kind].split(":")
+    entry = table[kind]
+    if isinstance(entry, tuple):
+        return entry
+    if isinstance(entry, type):
+        return entry.config_type, _family_builder(entry)
+    module, *names = entry.split(":")
     mod = importlib.import_module(module)
-    return getattr(mod, cls_name), getattr(mod, fn_name)
+    if len(names) == 1:
+        family = getattr(mod, names[0])
+        return family.config_type, _family_builder(family)
+    return getattr(mod, names[0]), getattr(mod, names[1])
 
 
-def _section(data: dict[str, Any], table: dict[str, str], what: str) -> tuple[Any, Any]:
+def _family_builder(family: Any) -> Any:
+    return lambda cfg, device: family.distribution(cfg, device=device)
+
+
+def _section(data: dict[str, Any], table: dict[str, Any], what: str) -> tuple[Any, Any]:
     data = dict(data)
     if "kind" not in data:
         raise UsageError(f"{what}.kind is missing; choose one of {', '.join(sorted(table))}")
-    cls, build = _resolve(table, data.pop("kind"), what)
+    kind = data.pop("kind")
+    cls, build = _resolve(table, kind, what)
+    for key in data:
+        hint = renamed_key_hint(kind, key) if what == "learner" else ""
+        if hint and key not in {f.name for f in dataclasses.fields(cls)}:
+            raise UsageError(f"unknown config key {what}.{key}{hint}")
     return from_dict(cls, data, what), build
 
 
@@ -74,3 +119,11 @@ def build_distribution(cfg: RunConfig, device: torch.device) -> Any:
 def build_learner(cfg: RunConfig, distribution: Any, device: torch.device) -> Any:
     section, build = _section(cfg.learner, LEARNERS, "learner")
     return build(section, distribution, device, cfg.seed)
+
+
+def load_config(name_or_path: str, overrides: list[str] | None = None) -> RunConfig:
+    """Load, override and validate a run config, including its task and learner sections."""
+    data = apply_overrides(load_yaml(config_path(name_or_path)), overrides or [])
+    cfg = from_dict(RunConfig, data, "")
+    validate(cfg)
+    return cfg

@@ -25,7 +25,14 @@ from tqdm import tqdm
 
 from metarl import registry
 from metarl.checkpoint import load_checkpoint, save_checkpoint
-from metarl.config import RunConfig, apply_overrides, diff_configs, from_dict, to_dict
+from metarl.config import (
+    RunConfig,
+    apply_overrides,
+    diff_configs,
+    from_dict,
+    migrate_config,
+    to_dict,
+)
 from metarl.errors import NonFiniteError, UsageError
 from metarl.evaluation import adaptation_curve, format_curve
 from metarl.logger import RunLogger, encode_gif, save_curve_png
@@ -108,7 +115,7 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path) -> bool:
     config_file = run_dir / "config.yaml"
     new = to_dict(cfg)
     if config_file.exists():
-        old = yaml.safe_load(config_file.read_text())
+        old = migrate_config(yaml.safe_load(config_file.read_text()))
         diffs = diff_configs(old, new)
         if diffs:
             raise UsageError(
@@ -137,7 +144,8 @@ def load_run(run_dir: Path, overrides: list[str] | None = None) -> Run:
             raise UsageError(
                 f"override {text!r}: only task.* and eval.* keys can change at evaluation"
             )
-    data = apply_overrides(yaml.safe_load(config_file.read_text()), overrides or [])
+    data = migrate_config(yaml.safe_load(config_file.read_text()))
+    data = apply_overrides(data, overrides or [])
     cfg = from_dict(RunConfig, data, "")
     registry.validate(cfg)
     run = build_run(cfg, run_dir)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from metarl.config import load_config
+from metarl.registry import load_config
 from metarl.trainer import build_run
 
 impl, repeats = sys.argv[1], int(sys.argv[2])

@@ -20,24 +20,23 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from torch.distributions import kl_divergence  # noqa: E402
 
 from agents.maml_rl import (  # noqa: E402
     adapt_params,
     detach_distribution,
     expand_params,
+    mean_task_kl,
     policy_dist,
-    task_mean,
 )
 from agents.optim import fisher_vector_product  # noqa: E402
 from metarl import registry  # noqa: E402
-from metarl.config import load_config  # noqa: E402
+from metarl.registry import load_config  # noqa: E402
 
 CPU = torch.device("cpu")
 
 
 def _learner(fisher: str):
-    over = ["device=cpu", "learner.hidden=[64,64]", f"learner.fisher={fisher}"]
+    over = ["device=cpu", "learner.hidden_sizes=[64,64]", f"learner.fisher={fisher}"]
     cfg = load_config("navigation_maml_trpo", over)
     dist = registry.build_distribution(cfg, CPU)
     return dist, registry.build_learner(cfg, dist, CPU)
@@ -58,21 +57,18 @@ def iteration_seconds(fisher: str, repeats: int) -> float:
 def products(repeats: int) -> dict[str, float]:
     """Seconds per product of each metric and their cosine, on one sampled meta-batch."""
     dist, learner = _learner("exact")
-    supports, _, query, adapted = learner._collect(
-        dist.sample("train", 20, torch.Generator().manual_seed(0))
-    )
+    collected = learner.collect(dist.sample("train", 20, torch.Generator().manual_seed(0)))
+    supports, query, adapted = collected.supports, collected.query, collected.adapted
     with torch.no_grad():
         old = detach_distribution(policy_dist(learner.policy, adapted, query.obs))
-    theta = {k: v.detach().clone().requires_grad_(True) for k, v in learner._theta().items()}
+    theta = learner.theta()
 
     def kl(first_order: bool):
         cfg = dataclasses.replace(learner.cfg, first_order=first_order)
 
         def fn(p):
             new = adapt_params(learner.policy, expand_params(p, 20), supports, cfg)
-            return task_mean(
-                kl_divergence(old, policy_dist(learner.policy, new, query.obs)), query.mask
-            ).mean()
+            return mean_task_kl(old, policy_dist(learner.policy, new, query.obs), query.mask)
 
         return fn
 

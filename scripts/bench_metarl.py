@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents import bandit_baselines as bb  # noqa: E402
-from metarl.config import load_config  # noqa: E402
+from metarl.registry import load_config  # noqa: E402
 from metarl.seeding import make_generator  # noqa: E402
 from metarl.trainer import load_run, train  # noqa: E402
 
@@ -333,7 +333,7 @@ def navigation_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     """2-D navigation (the MAML paper's task and settings: 20 tasks x 20 episodes of 100
     steps, inner step 0.1) with a 64-64 policy instead of 100-100 and 8 minutes of MAML
     training (~1/4 of the paper's 500 iterations on this CPU); quick: 10 x 10, 2 minutes."""
-    budget = ["learner.hidden=[64,64]"]
+    budget = ["learner.hidden_sizes=[64,64]"]
     if args.quick:
         budget += ["train.num_tasks=10", "learner.episodes_per_task=10"]
     minutes = args.minutes or (2.0 if args.quick else 8.0)
@@ -356,7 +356,7 @@ def _cheetah_budget(args: argparse.Namespace) -> list[str]:
         if args.quick
         else ["train.num_tasks=20", "learner.episodes_per_task=10"]
     )
-    return ["learner.hidden=[64,64]", "learner.horizon=100", *size]
+    return ["learner.hidden_sizes=[64,64]", "learner.horizon=100", *size]
 
 
 def halfcheetah_slope_rows(args: argparse.Namespace) -> list[dict[str, Any]]:

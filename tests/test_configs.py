@@ -5,7 +5,8 @@ import json
 import pytest
 
 from metarl.cli import main
-from metarl.config import load_config, shipped_configs
+from metarl.config import shipped_configs
+from metarl.registry import load_config
 
 TINY = [
     "device=cpu",

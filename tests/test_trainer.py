@@ -13,8 +13,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from metarl.checkpoint import load_checkpoint
 from metarl.cli import main
-from metarl.config import load_config
 from metarl.fewshot.maml import MAML
+from metarl.registry import load_config
 from metarl.trainer import train
 
 TINY = [

@@ -17,7 +17,7 @@ from metarl.logger import RunLogger, encode_gif
 
 pytest.importorskip("mujoco")
 
-from agents.sampler import make_batched_env  # noqa: E402
+from agents.rollout import make_batched_env  # noqa: E402
 from agents.video import record_episodes, side_by_side  # noqa: E402
 from envs.mujoco.batched import BatchedMujocoEnv  # noqa: E402
 from envs.mujoco.locomotion import HalfCheetahTerrainEnv  # noqa: E402
@@ -25,7 +25,7 @@ from envs.mujoco.tasks import SlopeDistribution  # noqa: E402
 from envs.tensor import Navigation2DDistribution  # noqa: E402
 from metarl import registry  # noqa: E402
 from metarl.cli import main  # noqa: E402
-from metarl.config import load_config  # noqa: E402
+from metarl.registry import load_config  # noqa: E402
 from metarl.trainer import train  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -117,7 +117,7 @@ def test_render_shows_the_task_and_follows_the_robot():
 
 def test_record_episodes_films_copy_zero_of_the_chosen_episodes():
     from agents.policies import GaussianMLPPolicy
-    from agents.sampler import MLPActor
+    from agents.rollout import MLPActor
 
     dist = SlopeDistribution()
     env = make_batched_env(dist, 1, 1, CPU, horizon=9)
@@ -138,7 +138,7 @@ def test_record_episodes_films_copy_zero_of_the_chosen_episodes():
 @pytest.mark.parametrize(
     "name, overrides",
     [
-        ("halfcheetah_slope_maml_trpo", ["learner.episodes_per_task=2", "learner.hidden=[8]"]),
+        ("halfcheetah_slope_maml_trpo", ["learner.episodes_per_task=2", "learner.hidden_sizes=[8]"]),
         ("halfcheetah_slope_rl2", ["learner.episodes_per_trial=2", "learner.hidden_size=8"]),
     ],
 )
@@ -147,7 +147,7 @@ def test_learner_record_is_before_beside_after_and_leaves_evaluation_alone(name,
     dist = registry.build_distribution(cfg, CPU)
     learner = registry.build_learner(cfg, dist, CPU)
     tasks = dist.sample("test", 2, torch.Generator().manual_seed(1))
-    gen = learner.eval_generator if hasattr(learner, "eval_generator") else learner.eval_gen
+    gen = learner.eval_generator
     state = gen.get_state().clone()
     video = learner.record(tasks, width=64, height=48)
     assert video.shape == (4, 48, 128, 3) and video.dtype == np.uint8  # 8 steps, every 2nd
@@ -160,7 +160,7 @@ def test_trainer_logs_the_video_for_mujoco_tasks_only(tmp_path, capsys):
     tiny = TINY
     cfg = load_config(
         "halfcheetah_slope_maml_trpo",
-        [*tiny, "learner.episodes_per_task=2", "learner.horizon=6", "learner.hidden=[8]"],
+        [*tiny, "learner.episodes_per_task=2", "learner.horizon=6", "learner.hidden_sizes=[8]"],
     )
     train(cfg, tmp_path / "slope", progress=False)
     gif = (tmp_path / "slope" / "adapted.gif").read_bytes()
@@ -203,7 +203,7 @@ def test_a_rendering_failure_costs_the_video_not_the_run(tmp_path, monkeypatch, 
             *TINY,
             "learner.episodes_per_task=2",
             "learner.horizon=4",
-            "learner.hidden=[8]",
+            "learner.hidden_sizes=[8]",
         ],
     )
     results = train(cfg, tmp_path, progress=False)

@@ -1,13 +1,19 @@
 """Shared machinery of the batched tensor environments.
 
-Every family (bandit, tabular MDP, 2-D navigation, gridworld games, CartPole, Pendulum) has
-three pieces built on this module:
+Every family (bandit, tabular MDP, 2-D navigation, gridworld games, CartPole, Pendulum) is
+one file with four pieces built on this module, and states each of its parameters once:
 
-- a frozen dataclass of task tensors with a leading task axis `T` (`TaskBatch`);
+- a frozen dataclass of task tensors with a leading task axis `T` (`metarl.tasks.TaskBatch`);
+- a frozen config dataclass (its parameters, validated in `__post_init__`, with `horizon`);
 - a batched env (`TensorVectorEnv`, a `gymnasium.vector.VectorEnv`) holding `N = T * E` copies
-  in torch tensors on any device; copy `n` plays task `n // E`;
+  in torch tensors on any device (copy `n` plays task `n // E`): the family's spaces, task
+  sampling and dynamics, reading its parameters from `self.config`;
 - a single-env view (`SingleEnvView`, a `gymnasium.Env`, numpy in/out) that *is* the batched
   env with one copy, so both run the same dynamics code.
+
+The task distribution of a family is `TensorFamily(env_cls, config, device)` (what
+`XVectorEnv.distribution(...)` and the registry build): it samples task batches and makes
+the vector env for them, the `metarl.contracts.MetaRLDistribution` every RL learner uses.
 
 Contract shared by all families
 -------------------------------
@@ -41,9 +47,8 @@ Contract shared by all families
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import gymnasium
 import numpy as np
@@ -54,9 +59,11 @@ from gymnasium.vector.utils import batch_space
 
 from metarl.contracts import SPLITS, check_split
 from metarl.errors import UsageError
+from metarl.tasks import TaskBatch, check_task_batch
 
 _M32 = 0xFFFFFFFF
-_TaskT = TypeVar("_TaskT", bound="TaskBatch")
+ConfigT = TypeVar("ConfigT")
+TaskT = TypeVar("TaskT", bound=TaskBatch)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -109,34 +116,8 @@ def normal_from_uniform(u1: torch.Tensor, u2: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------
-# Tasks are data.
+# Tasks are data (`metarl.tasks.TaskBatch`); checks for their fields.
 # ---------------------------------------------------------------------------------------------
-class TaskBatch:
-    """Mixin for frozen dataclasses whose fields are tensors with a leading task axis `T`."""
-
-    @property
-    def num_tasks(self) -> int:
-        first = dataclasses.fields(self)[0].name  # type: ignore[arg-type]
-        return int(getattr(self, first).shape[0])
-
-    @property
-    def device(self) -> torch.device:
-        first = dataclasses.fields(self)[0].name  # type: ignore[arg-type]
-        return getattr(self, first).device
-
-    def to(self: _TaskT, device: torch.device | str) -> _TaskT:
-        """The same tasks with every tensor on `device`."""
-        values = {f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
-        return dataclasses.replace(self, **values)  # type: ignore[type-var]
-
-    def select(self: _TaskT, index: int | slice | torch.Tensor) -> _TaskT:
-        """A sub-batch: an int keeps the task axis (`T = 1`), a slice or index tensor selects."""
-        if isinstance(index, int):
-            index = slice(index, index + 1)
-        values = {f.name: getattr(self, f.name)[index] for f in dataclasses.fields(self)}  # type: ignore[arg-type]
-        return dataclasses.replace(self, **values)  # type: ignore[type-var]
-
-
 def check_task_tensor(
     name: str, value: Any, shape: tuple[int | None, ...], floating: bool = True
 ) -> None:
@@ -165,8 +146,10 @@ def check_in_range(
         raise UsageError(f"{name}: each value must lie in {bracket}{low}, {high}], got {bad}")
 
 
-def check_sample_args(split: str, num_tasks: int, generator: Any) -> None:
-    check_split(split, SPLITS)
+def check_sample_args(
+    split: str, num_tasks: int, generator: Any, splits: tuple[str, ...] = SPLITS
+) -> None:
+    check_split(split, splits)
     if not isinstance(num_tasks, int) or isinstance(num_tasks, bool) or num_tasks < 1:
         raise UsageError(f"num_tasks: must be an integer >= 1, got {num_tasks!r}")
     if not isinstance(generator, torch.Generator):
@@ -190,33 +173,43 @@ def check_positive_float(name: str, value: Any, minimum: float = 0.0) -> float:
 # ---------------------------------------------------------------------------------------------
 # The batched env.
 # ---------------------------------------------------------------------------------------------
-class TensorVectorEnv(VectorEnv):
+class TensorVectorEnv(VectorEnv, Generic[ConfigT, TaskT]):
     """Base of the batched tensor envs; see the module docstring for the shared contract.
 
-    Subclasses set `task_type`, build `self.distribution` and the single spaces, then implement
-    `_set_tasks(tasks)`, `_reset_envs(mask) -> obs [N, ...]` and
-    `_step(actions) -> (obs, reward, terminated, truncated)`. Noise for copy `n` comes from
+    A family sets `config_type` (its frozen config) and `task_type`, and implements
+    `spaces(config)`, `sample_tasks(config, split, num_tasks, generator)`, `_init_state()`
+    (per-copy state buffers), `_set_tasks(tasks)`, `_reset_envs(mask) -> obs [N, ...]` and
+    `_step(actions) -> (obs, reward, terminated)`; the base counts steps (`self._elapsed`)
+    and truncates at `config.horizon`. Noise for copy `n` comes from
     `self._uniform(stream, num)`; `_step` uses stream 0 and `_reset_envs` stream 1, and the base
     class advances each copy's counter after every step and every reset of that copy.
+
+    Construction: `XVectorEnv(num_envs, envs_per_task, device, ..., config=cfg)` or with the
+    config's fields as keywords, `XVectorEnv(num_envs=8, num_arms=3)`.
     """
 
     metadata: ClassVar[dict[str, Any]] = {
         "autoreset_mode": AutoresetMode.SAME_STEP,
         "render_modes": [],
     }
+    config_type: ClassVar[type]
     task_type: ClassVar[type]
+    splits: ClassVar[tuple[str, ...]] = SPLITS
 
     def __init__(
         self,
-        num_envs: int,
-        envs_per_task: int,
-        device: torch.device | str,
-        autoreset: bool,
-        check_actions: bool,
-        distribution: Any,
-        single_observation_space: spaces.Space,
-        single_action_space: spaces.Space,
+        num_envs: int = 1,
+        envs_per_task: int = 1,
+        device: torch.device | str = "cpu",
+        autoreset: bool = True,
+        check_actions: bool = True,
+        config: ConfigT | None = None,
+        **params: Any,
     ) -> None:
+        if config is not None and params:
+            raise UsageError(f"give either config= or its fields as keywords, not both: {params}")
+        self.config: ConfigT = config if config is not None else self.config_type(**params)
+        single_observation_space, single_action_space = self.spaces(self.config)
         self.num_envs = check_positive_int("num_envs", num_envs)
         self.envs_per_task = check_positive_int("envs_per_task", envs_per_task)
         if num_envs % envs_per_task:
@@ -227,7 +220,6 @@ class TensorVectorEnv(VectorEnv):
         self.device = torch.device(device)
         self.autoreset = bool(autoreset)
         self.check_actions = bool(check_actions)
-        self.distribution = distribution
         mode = AutoresetMode.SAME_STEP if self.autoreset else AutoresetMode.DISABLED
         self.metadata = {**type(self).metadata, "autoreset_mode": mode}
         self.single_observation_space = single_observation_space
@@ -239,20 +231,49 @@ class TensorVectorEnv(VectorEnv):
         self.task_id = torch.arange(num_envs, device=self.device) // envs_per_task  # [N]
         self._key_hash: torch.Tensor | None = None
         self._counter = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
+        self._elapsed = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
         if isinstance(single_action_space, spaces.Box):
             self._act_low = torch.as_tensor(single_action_space.low, device=self.device)
             self._act_high = torch.as_tensor(single_action_space.high, device=self.device)
+        self._init_state()
 
-    # -- subclass hooks ------------------------------------------------------------------------
+    @classmethod
+    def distribution(
+        cls, *args: Any, device: torch.device | str = "cpu", **params: Any
+    ) -> TensorFamily:
+        """The family's task distribution: `distribution(config, device=...)`, or the
+        config's fields positionally / as keywords (`BanditVectorEnv.distribution(num_arms=3)`)."""
+        if len(args) == 1 and isinstance(args[0], cls.config_type) and not params:
+            config = args[0]
+        else:
+            config = cls.config_type(*args, **params)
+        return TensorFamily(cls, config, device)
+
+    # -- what a family implements ---------------------------------------------------------------
+    @classmethod
+    def spaces(cls, config: Any) -> tuple[spaces.Space, spaces.Space]:
+        """The single observation and action spaces for `config`."""
+        raise NotImplementedError
+
+    @classmethod
+    def sample_tasks(
+        cls, config: Any, split: str, num_tasks: int, generator: torch.Generator
+    ) -> TaskBatch:
+        """`num_tasks` tasks of `split`, drawn with `generator` only (on its device)."""
+        raise NotImplementedError
+
+    def _init_state(self) -> None:
+        """Allocate the per-copy state buffers `[N, ...]` (called once by `__init__`)."""
+
     def _set_tasks(self, tasks: Any) -> None:
         raise NotImplementedError
 
     def _reset_envs(self, mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def _step(
-        self, actions: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One step of the dynamics: `(obs [N, ...], reward [N] float32, terminated [N] bool)`;
+        the base class adds the time limit and the autoreset."""
         raise NotImplementedError
 
     # -- helpers for subclasses ----------------------------------------------------------------
@@ -260,6 +281,10 @@ class TensorVectorEnv(VectorEnv):
         """`[N, num]` uniforms from each copy's stream at its current counter."""
         assert self._key_hash is not None
         return uniform(self._key_hash, self._counter, stream, num, dtype)
+
+    def _zeros(self, *shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """A state buffer `[N, *shape]` of zeros on the env's device."""
+        return torch.zeros(self.num_envs, *shape, dtype=dtype, device=self.device)
 
     # -- Gymnasium API -------------------------------------------------------------------------
     def reset(
@@ -284,24 +309,18 @@ class TensorVectorEnv(VectorEnv):
             self._counter.zero_()
         if "tasks" in options:
             tasks = options["tasks"]
-            if not isinstance(tasks, self.task_type):
-                raise UsageError(
-                    f"options['tasks']: expected a {self.task_type.__name__}, got {type(tasks).__name__}"
-                )
-            if tasks.num_tasks != self.num_tasks:
-                raise UsageError(
-                    f"options['tasks']: expected {self.num_tasks} tasks (num_envs / envs_per_task), "
-                    f"got {tasks.num_tasks}"
-                )
+            check_task_batch(tasks, self.task_type, self.num_tasks)
             self._check_env_tasks(tasks)
             self.tasks = tasks.to(self.device)
             self._set_tasks(self.tasks)
         elif self.tasks is None or seed is not None:
-            self.tasks = self.distribution.sample("train", self.num_tasks, self.task_generator)
+            self.tasks = self.sample_tasks(
+                self.config, "train", self.num_tasks, self.task_generator
+            )
             self.tasks = self.tasks.to(self.device)
             self._set_tasks(self.tasks)
-        mask = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
-        obs = self._reset_envs(mask)
+        obs = self._reset_envs(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
+        self._elapsed = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
         self._counter += 1
         return obs, {}
 
@@ -313,17 +332,20 @@ class TensorVectorEnv(VectorEnv):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         """Step every copy once. Shapes: actions `[N, *action_shape]` -> obs `[N, ...]`,
         reward `[N]`, terminated `[N]`, truncated `[N]`; info holds `final_obs`/`_final_obs`
-        when autoreset is on."""
+        when autoreset is on. `truncated` is the time limit: `config.horizon` steps."""
         if self.tasks is None:
             raise UsageError("step() called before reset(); call reset() first")
         actions = self._check_actions(actions)
-        obs, reward, terminated, truncated = self._step(actions)
+        obs, reward, terminated = self._step(actions)
         self._counter += 1
+        self._elapsed = self._elapsed + 1
+        truncated = self._elapsed >= self.config.horizon  # type: ignore[attr-defined]
         if not self.autoreset:
             return obs, reward, terminated, truncated, {}
         done = terminated | truncated
         final_obs = obs
         obs = self._reset_envs(done)  # rows not done are recomputed from unchanged state
+        self._elapsed = torch.where(done, 0, self._elapsed)
         self._counter += done.to(torch.int64)
         return obs, reward, terminated, truncated, {"final_obs": final_obs, "_final_obs": done}
 
@@ -364,6 +386,63 @@ class TensorVectorEnv(VectorEnv):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(num_envs={self.num_envs}, envs_per_task={self.envs_per_task}, device={self.device})"
+
+
+# ---------------------------------------------------------------------------------------------
+# The task distribution of a family.
+# ---------------------------------------------------------------------------------------------
+class TensorFamily:
+    """The `metarl.contracts.MetaRLDistribution` of one tensor family and config.
+
+    `sample(split, num_tasks, generator)` draws a task batch (on `device`);
+    `make_env(num_tasks, envs_per_task, device)` makes the batched env for such batches.
+    The splits are the family's (`env_cls.splits`); `horizon`, `observation_space` and
+    `action_space` follow from the config.
+    """
+
+    renderable = False
+
+    def __init__(
+        self, env_cls: type[TensorVectorEnv], config: Any, device: torch.device | str = "cpu"
+    ) -> None:
+        self.env_cls, self.config, self.device = env_cls, config, torch.device(device)
+        self.splits = env_cls.splits
+        self.horizon: int = int(config.horizon)
+        self.observation_space, self.action_space = env_cls.spaces(config)
+
+    def sample(self, split: str, num_tasks: int, generator: torch.Generator) -> Any:
+        """`num_tasks` tasks of `split` on `self.device`, drawn with `generator` only."""
+        check_sample_args(split, num_tasks, generator, self.splits)
+        tasks = self.env_cls.sample_tasks(self.config, split, num_tasks, generator)
+        return tasks.to(self.device)
+
+    def make_env(
+        self,
+        num_tasks: int,
+        envs_per_task: int = 1,
+        device: torch.device | str | None = None,
+        horizon: int | None = None,
+        **kwargs: Any,
+    ) -> TensorVectorEnv:
+        """`num_tasks * envs_per_task` copies on `device` (default: the distribution's).
+        A tensor family's episode length is its `task.horizon`: `horizon` must equal it."""
+        if horizon is not None and horizon != self.horizon:
+            raise UsageError(
+                f"horizon {horizon} differs from the task's episode length {self.horizon}; "
+                f"set task.horizon={horizon} instead"
+            )
+        num_tasks = check_positive_int("num_tasks", num_tasks)
+        envs_per_task = check_positive_int("envs_per_task", envs_per_task)
+        return self.env_cls(
+            num_tasks * envs_per_task,
+            envs_per_task,
+            self.device if device is None else device,
+            config=self.config,
+            **kwargs,
+        )
+
+    def __repr__(self) -> str:
+        return f"TensorFamily({self.env_cls.__name__}, {self.config}, device={self.device})"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -456,6 +535,14 @@ def sample_physics(
             v = default * sample_scales(split, (num_tasks,), generator, train_scale, test_scale)
         values[name] = v.to(device)
     return values
+
+
+def check_physics(params: dict[str, Any], vary: Any, train_scale: Any, test_scale: Any) -> None:
+    """Validate a physics family's `vary` (names of `params`) and its scale bands."""
+    unknown = [v for v in vary if v not in params]
+    if unknown:
+        raise UsageError(f"vary: unknown parameter(s) {unknown}; choose from {', '.join(params)}")
+    check_scales(train_scale, test_scale)
 
 
 def check_scales(train_scale: Any, test_scale: Any) -> tuple[float, float]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -15,17 +14,14 @@ from gymnasium import spaces
 
 from envs.tensor.base import (
     SingleEnvView,
-    TaskBatch,
     TensorVectorEnv,
     check_in_range,
+    check_physics,
     check_positive_int,
-    check_sample_args,
-    check_scales,
     check_task_tensor,
     sample_physics,
 )
-from metarl.contracts import SPLITS
-from metarl.errors import UsageError
+from metarl.tasks import TaskBatch
 
 # name -> (Gymnasium's default, largest accepted value); every parameter must be > 0.
 PARAMS: dict[str, tuple[float, float]] = {
@@ -70,7 +66,7 @@ class CartPoleTask(TaskBatch):
         )
 
 
-@dataclass
+@dataclass(frozen=True)
 class CartPoleConfig:
     vary: list[str] = field(default_factory=lambda: list(PARAMS))
     """Parameters that vary per task (the others stay at Gymnasium's defaults)."""
@@ -81,68 +77,12 @@ class CartPoleConfig:
     horizon: int = 500
     """Steps per episode (CartPole-v1: 500)."""
 
-
-class CartPoleDistribution:
-    """Per-task physics as multiples of Gymnasium's defaults (0.5 m, 0.1 kg, 1 kg, 9.8 m/s^2).
-
-    Splits: `train` and `val` draw each varied parameter as default * s with s log-uniform in
-    [1/2, 2] (default `train_scale`); `test` draws s from the held-out band [1/3, 1/2] U [2, 3]
-    (default `test_scale`), so test physics are never seen in training. See `sample_scales`.
-    """
-
-    splits = SPLITS
-
-    def __init__(
-        self,
-        vary: list[str] | tuple[str, ...] = tuple(PARAMS),
-        train_scale: float = 2.0,
-        test_scale: float = 3.0,
-        horizon: int = 500,
-        device: torch.device | str = "cpu",
-    ) -> None:
-        unknown = [v for v in vary if v not in PARAMS]
-        if unknown:
-            raise UsageError(
-                f"vary: unknown parameter(s) {unknown}; choose from {', '.join(PARAMS)}"
-            )
-        self.vary = tuple(vary)
-        self.train_scale, self.test_scale = check_scales(train_scale, test_scale)
-        self.horizon = check_positive_int("horizon", horizon)
-        self.device = torch.device(device)
-
-    def sample(self, split: str, num_tasks: int, generator: torch.Generator) -> CartPoleTask:
-        """Each field `[T]` float64 on `self.device`."""
-        check_sample_args(split, num_tasks, generator)
-        values = sample_physics(
-            PARAMS,
-            self.vary,
-            split,
-            num_tasks,
-            generator,
-            self.train_scale,
-            self.test_scale,
-            self.device,
-        )
-        return CartPoleTask(**values)
-
-    def make_env(self, num_tasks: int, envs_per_task: int = 1, **kwargs: Any) -> CartPoleVectorEnv:
-        return CartPoleVectorEnv(
-            num_envs=num_tasks * envs_per_task,
-            envs_per_task=envs_per_task,
-            vary=self.vary,
-            train_scale=self.train_scale,
-            test_scale=self.test_scale,
-            horizon=self.horizon,
-            device=kwargs.pop("device", self.device),
-            **kwargs,
-        )
+    def __post_init__(self) -> None:
+        check_physics(PARAMS, self.vary, self.train_scale, self.test_scale)
+        check_positive_int("horizon", self.horizon)
 
 
-def build_cartpole(cfg: CartPoleConfig, device: torch.device) -> CartPoleDistribution:
-    return CartPoleDistribution(cfg.vary, cfg.train_scale, cfg.test_scale, cfg.horizon, device)
-
-
-class CartPoleVectorEnv(TensorVectorEnv):
+class CartPoleVectorEnv(TensorVectorEnv[CartPoleConfig, CartPoleTask]):
     """Batched CartPole with per-task physics: `num_envs = num_tasks * envs_per_task` copies.
 
     - Observation: `(x, x_dot, theta, theta_dot)`, `Box` as in CartPole-v1 (float32); `[N, 4]`.
@@ -156,35 +96,33 @@ class CartPoleVectorEnv(TensorVectorEnv):
     State is float64 so default-parameter dynamics match Gymnasium to float32 precision.
     """
 
+    config_type = CartPoleConfig
     task_type = CartPoleTask
 
-    def __init__(
-        self,
-        num_envs: int = 1,
-        envs_per_task: int = 1,
-        vary: list[str] | tuple[str, ...] = tuple(PARAMS),
-        train_scale: float = 2.0,
-        test_scale: float = 3.0,
-        horizon: int = 500,
-        device: torch.device | str = "cpu",
-        autoreset: bool = True,
-        check_actions: bool = True,
-    ) -> None:
-        dist = CartPoleDistribution(vary, train_scale, test_scale, horizon, device)
-        self.horizon = horizon
+    @classmethod
+    def spaces(cls, config: CartPoleConfig) -> tuple[spaces.Space, spaces.Space]:
         high = np.array([X_LIMIT * 2, np.inf, THETA_LIMIT * 2, np.inf], dtype=np.float32)
-        super().__init__(
-            num_envs,
-            envs_per_task,
-            device,
-            autoreset,
-            check_actions,
-            dist,
-            spaces.Box(-high, high, dtype=np.float32),
-            spaces.Discrete(2),
+        return spaces.Box(-high, high, dtype=np.float32), spaces.Discrete(2)
+
+    @classmethod
+    def sample_tasks(
+        cls, config: CartPoleConfig, split: str, num_tasks: int, generator: torch.Generator
+    ) -> CartPoleTask:
+        """Each field `[T]` float64 on the generator's device (see `sample_physics`)."""
+        values = sample_physics(
+            PARAMS,
+            config.vary,
+            split,
+            num_tasks,
+            generator,
+            config.train_scale,
+            config.test_scale,
+            generator.device,
         )
-        self.state = torch.zeros(num_envs, 4, dtype=torch.float64, device=self.device)  # [N, 4]
-        self._elapsed = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
+        return CartPoleTask(**values)
+
+    def _init_state(self) -> None:
+        self.state = self._zeros(4, dtype=torch.float64)  # [N, 4]
 
     def _set_tasks(self, tasks: CartPoleTask) -> None:
         p = {k: getattr(tasks, k).to(torch.float64)[self.task_id] for k in PARAMS}  # each [N]
@@ -195,7 +133,6 @@ class CartPoleVectorEnv(TensorVectorEnv):
     def _reset_envs(self, mask: torch.Tensor) -> torch.Tensor:
         fresh = -0.05 + 0.1 * self._uniform(1, 4, torch.float64)
         self.state = torch.where(mask[:, None], fresh, self.state)
-        self._elapsed = torch.where(mask, 0, self._elapsed)
         return self.state.float()
 
     def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -211,10 +148,11 @@ class CartPoleVectorEnv(TensorVectorEnv):
         theta, theta_dot = theta + TAU * theta_dot, theta_dot + TAU * theta_acc
         self.state = torch.stack([x, x_dot, theta, theta_dot], -1)
         terminated = (x < -X_LIMIT) | (x > X_LIMIT) | (theta < -THETA_LIMIT) | (theta > THETA_LIMIT)
-        self._elapsed = self._elapsed + 1
-        truncated = self._elapsed >= self.horizon
         reward = torch.ones(self.num_envs, device=self.device)
-        return self.state.float(), reward, terminated, truncated
+        return self.state.float(), reward, terminated
+
+
+CartPoleDistribution = CartPoleVectorEnv.distribution
 
 
 class CartPoleVariantEnv(SingleEnvView):

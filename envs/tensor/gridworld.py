@@ -21,7 +21,6 @@ combinations (e.g. four_rooms with an open goal where A pays) never do.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -30,16 +29,15 @@ from gymnasium import spaces
 
 from envs.tensor.base import (
     SingleEnvView,
-    TaskBatch,
     TensorVectorEnv,
     check_in_range,
     check_positive_float,
     check_positive_int,
-    check_sample_args,
     check_task_tensor,
 )
 from metarl.contracts import SPLITS
 from metarl.errors import UsageError
+from metarl.tasks import TaskBatch
 
 EMPTY, WALL, GOAL, OBJ_A, OBJ_B, KEY, LOCKED = range(7)
 CELL_NAMES = ("empty", "wall", "goal", "object_a", "object_b", "key", "locked_goal")
@@ -97,7 +95,7 @@ class GridTask(TaskBatch):
         check_in_range("GridTask.variant", self.variant, 0, NUM_VARIANTS - 1)
 
 
-@dataclass
+@dataclass(frozen=True)
 class GridGameConfig:
     view_size: int = 5
     """Side of the egocentric view (odd, 3..9); cells outside the grid read as walls."""
@@ -105,6 +103,13 @@ class GridGameConfig:
     """Steps per episode."""
     goal_reward: float = 1.0
     """Reward for entering the goal (which ends the episode)."""
+
+    def __post_init__(self) -> None:
+        v = self.view_size
+        if not isinstance(v, int) or isinstance(v, bool) or v not in (3, 5, 7, 9):
+            raise UsageError(f"view_size: must be an odd integer in [3, 9], got {v!r}")
+        check_positive_int("horizon", self.horizon)
+        check_positive_float("goal_reward", self.goal_reward)
 
 
 def _layout_walls(
@@ -167,56 +172,7 @@ def make_grid_tasks(variant: torch.Tensor, generator: torch.Generator) -> GridTa
     )
 
 
-class GridGameDistribution:
-    """Games drawn uniformly from the split's variants (see the module docstring), then placed
-    at random. `train`, `val` and `test` hold disjoint variant sets."""
-
-    splits = SPLITS
-
-    def __init__(
-        self,
-        view_size: int = 5,
-        horizon: int = 50,
-        goal_reward: float = 1.0,
-        device: torch.device | str = "cpu",
-    ) -> None:
-        if (
-            not isinstance(view_size, int)
-            or isinstance(view_size, bool)
-            or view_size not in (3, 5, 7, 9)
-        ):
-            raise UsageError(f"view_size: must be an odd integer in [3, 9], got {view_size!r}")
-        self.view_size = view_size
-        self.horizon = check_positive_int("horizon", horizon)
-        self.goal_reward = check_positive_float("goal_reward", goal_reward)
-        self.device = torch.device(device)
-
-    def sample(self, split: str, num_tasks: int, generator: torch.Generator) -> GridTask:
-        """`num_tasks` games of `split`; tensors on `self.device`."""
-        check_sample_args(split, num_tasks, generator)
-        choices = torch.tensor(SPLIT_VARIANTS[split], device=generator.device)
-        pick = torch.randint(
-            0, len(choices), (num_tasks,), generator=generator, device=generator.device
-        )
-        return make_grid_tasks(choices[pick], generator).to(self.device)
-
-    def make_env(self, num_tasks: int, envs_per_task: int = 1, **kwargs: Any) -> GridGameVectorEnv:
-        return GridGameVectorEnv(
-            num_envs=num_tasks * envs_per_task,
-            envs_per_task=envs_per_task,
-            view_size=self.view_size,
-            horizon=self.horizon,
-            goal_reward=self.goal_reward,
-            device=kwargs.pop("device", self.device),
-            **kwargs,
-        )
-
-
-def build_gridworld(cfg: GridGameConfig, device: torch.device) -> GridGameDistribution:
-    return GridGameDistribution(cfg.view_size, cfg.horizon, cfg.goal_reward, device)
-
-
-class GridGameVectorEnv(TensorVectorEnv):
+class GridGameVectorEnv(TensorVectorEnv[GridGameConfig, GridTask]):
     """Batched gridworld games: `num_envs = num_tasks * envs_per_task` copies.
 
     - Observation: egocentric `V x V` view (V = `view_size`, default 5) centred on the agent,
@@ -230,43 +186,37 @@ class GridGameVectorEnv(TensorVectorEnv):
     - Task: `GridTask` (the variant space and splits are in the module docstring).
     - Episode: starts at the task's start cell with the task's grid (objects and key restored);
       `terminated=True` on entering the goal; `truncated=True` after `horizon` steps (50).
-      Trial: episodes on one game until the caller resets with new tasks.
     - Autoreset: same-step (see `envs.tensor.base`).
     """
 
+    config_type = GridGameConfig
     task_type = GridTask
 
-    def __init__(
-        self,
-        num_envs: int = 1,
-        envs_per_task: int = 1,
-        view_size: int = 5,
-        horizon: int = 50,
-        goal_reward: float = 1.0,
-        device: torch.device | str = "cpu",
-        autoreset: bool = True,
-        check_actions: bool = True,
-    ) -> None:
-        dist = GridGameDistribution(view_size, horizon, goal_reward, device)
-        self.view_size, self.horizon, self.goal_reward = view_size, horizon, float(goal_reward)
-        super().__init__(
-            num_envs,
-            envs_per_task,
-            device,
-            autoreset,
-            check_actions,
-            dist,
-            spaces.Box(0.0, 1.0, (7, view_size, view_size), np.float32),
-            spaces.Discrete(4),
+    @classmethod
+    def spaces(cls, config: GridGameConfig) -> tuple[spaces.Space, spaces.Space]:
+        v = config.view_size
+        return spaces.Box(0.0, 1.0, (7, v, v), np.float32), spaces.Discrete(4)
+
+    @classmethod
+    def sample_tasks(
+        cls, config: GridGameConfig, split: str, num_tasks: int, generator: torch.Generator
+    ) -> GridTask:
+        """`num_tasks` games drawn uniformly from the split's variants, then placed at
+        random (the splits hold disjoint variant sets); on the generator's device."""
+        choices = torch.tensor(SPLIT_VARIANTS[split], device=generator.device)
+        pick = torch.randint(
+            0, len(choices), (num_tasks,), generator=generator, device=generator.device
         )
-        n, dev = num_envs, self.device
-        self.grid = torch.zeros(n, SIZE, SIZE, dtype=torch.int64, device=dev)  # [N, 9, 9]
-        self.pos = torch.ones(n, 2, dtype=torch.int64, device=dev)  # [N, 2] (row, col)
-        self.has_key = torch.zeros(n, dtype=torch.bool, device=dev)
-        self._elapsed = torch.zeros(n, dtype=torch.int64, device=dev)
-        self._rows = torch.arange(n, device=dev)
+        return make_grid_tasks(choices[pick], generator)
+
+    def _init_state(self) -> None:
+        dev, v = self.device, self.config.view_size
+        self.grid = self._zeros(SIZE, SIZE, dtype=torch.int64)  # [N, 9, 9]
+        self.pos = torch.ones(self.num_envs, 2, dtype=torch.int64, device=dev)  # [N, 2] (row, col)
+        self.has_key = self._zeros(dtype=torch.bool)
+        self._rows = torch.arange(self.num_envs, device=dev)
         self._moves = torch.tensor(_MOVES, dtype=torch.int64, device=dev)
-        self._window = torch.arange(view_size, device=dev)
+        self._window = torch.arange(v, device=dev)
         self._codes = torch.arange(WALL, LOCKED + 1, device=dev).view(1, -1, 1, 1)
 
     def _set_tasks(self, tasks: GridTask) -> None:
@@ -275,20 +225,20 @@ class GridGameVectorEnv(TensorVectorEnv):
         self._values = tasks.object_values.float()[self.task_id]  # [N, 2]
 
     def _obs(self) -> torch.Tensor:
-        half = self.view_size // 2
+        v = self.config.view_size
+        half = v // 2
         padded = F.pad(self.grid, (half, half, half, half), value=WALL)  # [N, 9+2h, 9+2h]
         rows = self.pos[:, :1] + self._window  # [N, V] in padded coordinates
         cols = self.pos[:, 1:] + self._window
         view = padded[self._rows[:, None, None], rows[:, :, None], cols[:, None, :]]  # [N, V, V]
         planes = (view[:, None] == self._codes).float()  # [N, 6, V, V]
-        key = self.has_key.float().view(-1, 1, 1, 1).expand(-1, 1, self.view_size, self.view_size)
+        key = self.has_key.float().view(-1, 1, 1, 1).expand(-1, 1, v, v)
         return torch.cat([planes, key], 1)
 
     def _reset_envs(self, mask: torch.Tensor) -> torch.Tensor:
         self.grid = torch.where(mask[:, None, None], self._task_grid, self.grid)
         self.pos = torch.where(mask[:, None], self._start, self.pos)
         self.has_key = self.has_key & ~mask
-        self._elapsed = torch.where(mask, 0, self._elapsed)
         return self._obs()
 
     def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -300,16 +250,17 @@ class GridGameVectorEnv(TensorVectorEnv):
         reward = (
             (cell == OBJ_A) * self._values[:, 0]
             + (cell == OBJ_B) * self._values[:, 1]
-            + ((cell == GOAL) | (cell == LOCKED)) * self.goal_reward
+            + ((cell == GOAL) | (cell == LOCKED)) * float(self.config.goal_reward)
         )
         self.has_key = self.has_key | (cell == KEY)
         consumed = (cell == OBJ_A) | (cell == OBJ_B) | (cell == KEY)
         here = self.grid[self._rows, self.pos[:, 0], self.pos[:, 1]]
         self.grid[self._rows, self.pos[:, 0], self.pos[:, 1]] = torch.where(consumed, EMPTY, here)
         terminated = (cell == GOAL) | (cell == LOCKED)
-        self._elapsed = self._elapsed + 1
-        truncated = self._elapsed >= self.horizon
-        return self._obs(), reward.float(), terminated, truncated
+        return self._obs(), reward.float(), terminated
+
+
+GridGameDistribution = GridGameVectorEnv.distribution
 
 
 class GridGameEnv(SingleEnvView):

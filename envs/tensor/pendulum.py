@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -15,18 +14,16 @@ from gymnasium import spaces
 
 from envs.tensor.base import (
     SingleEnvView,
-    TaskBatch,
     TensorVectorEnv,
     check_in_range,
+    check_physics,
     check_positive_float,
     check_positive_int,
-    check_sample_args,
-    check_scales,
     check_task_tensor,
     sample_physics,
 )
-from metarl.contracts import SPLITS
 from metarl.errors import UsageError
+from metarl.tasks import TaskBatch
 
 PARAMS: dict[str, tuple[float, float]] = {"mass": (1.0, 100.0), "length": (1.0, 100.0)}
 MAX_SPEED, MAX_TORQUE, DT = 8.0, 2.0, 0.05
@@ -57,7 +54,7 @@ class PendulumTask(TaskBatch):
         )
 
 
-@dataclass
+@dataclass(frozen=True)
 class PendulumConfig:
     vary: list[str] = field(default_factory=lambda: list(PARAMS))
     """Parameters that vary per task (mass, length); the others stay at 1."""
@@ -70,71 +67,14 @@ class PendulumConfig:
     horizon: int = 200
     """Steps per episode (Pendulum-v1: 200)."""
 
-
-class PendulumDistribution:
-    """Mass and length as multiples of 1: `train`/`val` log-uniform in [1/2, 2], `test` in the
-    held-out band [1/3, 1/2] U [2, 3] (defaults; see `sample_scales`)."""
-
-    splits = SPLITS
-
-    def __init__(
-        self,
-        vary: list[str] | tuple[str, ...] = tuple(PARAMS),
-        train_scale: float = 2.0,
-        test_scale: float = 3.0,
-        gravity: float = 10.0,
-        horizon: int = 200,
-        device: torch.device | str = "cpu",
-    ) -> None:
-        unknown = [v for v in vary if v not in PARAMS]
-        if unknown:
-            raise UsageError(
-                f"vary: unknown parameter(s) {unknown}; choose from {', '.join(PARAMS)}"
-            )
-        self.vary = tuple(vary)
-        self.train_scale, self.test_scale = check_scales(train_scale, test_scale)
-        self.gravity = check_positive_float("gravity", gravity)
-        if self.gravity > 100.0:
-            raise UsageError(f"gravity: must lie in (0, 100], got {gravity}")
-        self.horizon = check_positive_int("horizon", horizon)
-        self.device = torch.device(device)
-
-    def sample(self, split: str, num_tasks: int, generator: torch.Generator) -> PendulumTask:
-        """`mass [T]`, `length [T]` float64 on `self.device`."""
-        check_sample_args(split, num_tasks, generator)
-        values = sample_physics(
-            PARAMS,
-            self.vary,
-            split,
-            num_tasks,
-            generator,
-            self.train_scale,
-            self.test_scale,
-            self.device,
-        )
-        return PendulumTask(**values)
-
-    def make_env(self, num_tasks: int, envs_per_task: int = 1, **kwargs: Any) -> PendulumVectorEnv:
-        return PendulumVectorEnv(
-            num_envs=num_tasks * envs_per_task,
-            envs_per_task=envs_per_task,
-            vary=self.vary,
-            train_scale=self.train_scale,
-            test_scale=self.test_scale,
-            gravity=self.gravity,
-            horizon=self.horizon,
-            device=kwargs.pop("device", self.device),
-            **kwargs,
-        )
+    def __post_init__(self) -> None:
+        check_physics(PARAMS, self.vary, self.train_scale, self.test_scale)
+        if check_positive_float("gravity", self.gravity) > 100.0:
+            raise UsageError(f"gravity: must lie in (0, 100], got {self.gravity}")
+        check_positive_int("horizon", self.horizon)
 
 
-def build_pendulum(cfg: PendulumConfig, device: torch.device) -> PendulumDistribution:
-    return PendulumDistribution(
-        cfg.vary, cfg.train_scale, cfg.test_scale, cfg.gravity, cfg.horizon, device
-    )
-
-
-class PendulumVectorEnv(TensorVectorEnv):
+class PendulumVectorEnv(TensorVectorEnv[PendulumConfig, PendulumTask]):
     """Batched Pendulum with per-task mass and length: `num_envs = num_tasks * envs_per_task`.
 
     - Observation: `(cos theta, sin theta, theta_dot)`, `Box([-1, -1, -8], [1, 1, 8])` float32;
@@ -150,36 +90,35 @@ class PendulumVectorEnv(TensorVectorEnv):
     - Autoreset: same-step (see `envs.tensor.base`).
     """
 
+    config_type = PendulumConfig
     task_type = PendulumTask
 
-    def __init__(
-        self,
-        num_envs: int = 1,
-        envs_per_task: int = 1,
-        vary: list[str] | tuple[str, ...] = tuple(PARAMS),
-        train_scale: float = 2.0,
-        test_scale: float = 3.0,
-        gravity: float = 10.0,
-        horizon: int = 200,
-        device: torch.device | str = "cpu",
-        autoreset: bool = True,
-        check_actions: bool = True,
-    ) -> None:
-        dist = PendulumDistribution(vary, train_scale, test_scale, gravity, horizon, device)
-        self.horizon, self.gravity = horizon, float(gravity)
+    @classmethod
+    def spaces(cls, config: PendulumConfig) -> tuple[spaces.Space, spaces.Space]:
         high = np.array([1.0, 1.0, MAX_SPEED], dtype=np.float32)
-        super().__init__(
-            num_envs,
-            envs_per_task,
-            device,
-            autoreset,
-            check_actions,
-            dist,
-            spaces.Box(-high, high, dtype=np.float32),
-            spaces.Box(-MAX_TORQUE, MAX_TORQUE, (1,), np.float32),
+        return spaces.Box(-high, high, dtype=np.float32), spaces.Box(
+            -MAX_TORQUE, MAX_TORQUE, (1,), np.float32
         )
-        self.state = torch.zeros(num_envs, 2, dtype=torch.float64, device=self.device)  # [N, 2]
-        self._elapsed = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
+
+    @classmethod
+    def sample_tasks(
+        cls, config: PendulumConfig, split: str, num_tasks: int, generator: torch.Generator
+    ) -> PendulumTask:
+        """Each field `[T]` float64 on the generator's device (see `sample_physics`)."""
+        values = sample_physics(
+            PARAMS,
+            config.vary,
+            split,
+            num_tasks,
+            generator,
+            config.train_scale,
+            config.test_scale,
+            generator.device,
+        )
+        return PendulumTask(**values)
+
+    def _init_state(self) -> None:
+        self.state = self._zeros(2, dtype=torch.float64)  # [N, 2]
 
     def _set_tasks(self, tasks: PendulumTask) -> None:
         self._mass = tasks.mass.to(torch.float64)[self.task_id]  # [N]
@@ -193,7 +132,6 @@ class PendulumVectorEnv(TensorVectorEnv):
         u = self._uniform(1, 2, torch.float64)
         fresh = torch.stack([(2 * u[:, 0] - 1) * math.pi, 2 * u[:, 1] - 1], -1)
         self.state = torch.where(mask[:, None], fresh, self.state)
-        self._elapsed = torch.where(mask, 0, self._elapsed)
         return self._obs()
 
     def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -201,13 +139,14 @@ class PendulumVectorEnv(TensorVectorEnv):
         u = actions[:, 0].to(torch.float64)  # already clipped to [-2, 2]
         th_norm = torch.remainder(th + math.pi, 2 * math.pi) - math.pi
         costs = th_norm**2 + 0.1 * thdot**2 + 0.001 * u**2
-        g, m, length = self.gravity, self._mass, self._length
+        g, m, length = float(self.config.gravity), self._mass, self._length
         new_thdot = thdot + (3 * g / (2 * length) * torch.sin(th) + 3.0 / (m * length**2) * u) * DT
         new_thdot = new_thdot.clamp(-MAX_SPEED, MAX_SPEED)
         self.state = torch.stack([th + new_thdot * DT, new_thdot], -1)
-        self._elapsed = self._elapsed + 1
-        truncated = self._elapsed >= self.horizon
-        return self._obs(), (-costs).float(), torch.zeros_like(truncated), truncated
+        return self._obs(), (-costs).float(), torch.zeros_like(th, dtype=torch.bool)
+
+
+PendulumDistribution = PendulumVectorEnv.distribution
 
 
 class PendulumVariantEnv(SingleEnvView):

@@ -4,7 +4,6 @@ transitions ~ Dirichlet(1), reward means ~ N(1, 1), rewards ~ N(mean, 1)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -12,16 +11,14 @@ from gymnasium import spaces
 
 from envs.tensor.base import (
     SingleEnvView,
-    TaskBatch,
     TensorVectorEnv,
     check_in_range,
     check_positive_int,
-    check_sample_args,
     check_task_tensor,
     normal_from_uniform,
 )
-from metarl.contracts import SPLITS
 from metarl.errors import UsageError
+from metarl.tasks import TaskBatch
 
 
 @dataclass(frozen=True)
@@ -52,7 +49,7 @@ class TabularMDPTask(TaskBatch):
         check_in_range("TabularMDPTask.reward_means", self.reward_means, -1e6, 1e6)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TabularMDPConfig:
     num_states: int = 10
     """States S."""
@@ -61,103 +58,58 @@ class TabularMDPConfig:
     horizon: int = 10
     """Steps per episode."""
 
-
-class TabularMDPDistribution:
-    """P(. | s, a) ~ Dirichlet(1, ..., 1) and reward means ~ N(1, 1), independently per (s, a).
-    Splits share this distribution (continuous tasks: held-out ones differ with probability 1;
-    use separate generators per split)."""
-
-    splits = SPLITS
-
-    def __init__(
-        self,
-        num_states: int = 10,
-        num_actions: int = 5,
-        horizon: int = 10,
-        device: torch.device | str = "cpu",
-    ) -> None:
-        self.num_states = check_positive_int("num_states", num_states)
-        self.num_actions = check_positive_int("num_actions", num_actions)
-        self.horizon = check_positive_int("horizon", horizon)
-        self.device = torch.device(device)
-
-    def sample(self, split: str, num_tasks: int, generator: torch.Generator) -> TabularMDPTask:
-        """`transitions [T, S, A, S]`, `reward_means [T, S, A]` on `self.device`."""
-        check_sample_args(split, num_tasks, generator)
-        s, a, dev = self.num_states, self.num_actions, generator.device
-        # Dirichlet(1) = normalised Exp(1) draws; 1 - U lies in (0, 1], so the log is finite.
-        e = -torch.log1p(
-            -torch.rand(num_tasks, s, a, s, generator=generator, device=dev, dtype=torch.float64)
-        )
-        p = (e / e.sum(-1, keepdim=True)).float()
-        means = 1.0 + torch.randn(num_tasks, s, a, generator=generator, device=dev)
-        return TabularMDPTask(transitions=p.to(self.device), reward_means=means.to(self.device))
-
-    def make_env(
-        self, num_tasks: int, envs_per_task: int = 1, **kwargs: Any
-    ) -> TabularMDPVectorEnv:
-        return TabularMDPVectorEnv(
-            num_envs=num_tasks * envs_per_task,
-            envs_per_task=envs_per_task,
-            num_states=self.num_states,
-            num_actions=self.num_actions,
-            horizon=self.horizon,
-            device=kwargs.pop("device", self.device),
-            **kwargs,
-        )
+    def __post_init__(self) -> None:
+        check_positive_int("num_states", self.num_states)
+        check_positive_int("num_actions", self.num_actions)
+        check_positive_int("horizon", self.horizon)
 
 
-def build_tabular_mdp(cfg: TabularMDPConfig, device: torch.device) -> TabularMDPDistribution:
-    return TabularMDPDistribution(cfg.num_states, cfg.num_actions, cfg.horizon, device)
-
-
-class TabularMDPVectorEnv(TensorVectorEnv):
+class TabularMDPVectorEnv(TensorVectorEnv[TabularMDPConfig, TabularMDPTask]):
     """Batched tabular MDPs: `num_envs = num_tasks * envs_per_task` copies.
 
     - Observation: one-hot of the state, `Box(0, 1, (S,), float32)`; batched `[N, S]`.
     - Action: `Discrete(A)`; integers outside `[0, A)` are rejected.
     - Reward: `reward_means[s, a] + N(0, 1)` for the state the action was taken in (`[N]`).
     - Next state: drawn from `transitions[s, a]`.
-    - Task: `TabularMDPTask` (see there); sizes must match `num_states`, `num_actions`.
+    - Task: `TabularMDPTask` (see there); sizes must match `num_states`, `num_actions`. Every
+      split draws P(. | s, a) ~ Dirichlet(1, ..., 1) and reward means ~ N(1, 1), independently
+      per (s, a) (continuous tasks: held-out ones differ with probability 1).
     - Episode: starts in state 0; `horizon` steps (default 10) then `truncated=True`; never
-      `terminated`. Trial: as many episodes as the caller wants on one task; a new task is a
-      reset with `options={"tasks": ...}`.
+      `terminated`.
     - Autoreset: same-step (see `envs.tensor.base`).
     """
 
+    config_type = TabularMDPConfig
     task_type = TabularMDPTask
 
-    def __init__(
-        self,
-        num_envs: int = 1,
-        envs_per_task: int = 1,
-        num_states: int = 10,
-        num_actions: int = 5,
-        horizon: int = 10,
-        device: torch.device | str = "cpu",
-        autoreset: bool = True,
-        check_actions: bool = True,
-    ) -> None:
-        dist = TabularMDPDistribution(num_states, num_actions, horizon, device)
-        self.num_states, self.num_actions, self.horizon = num_states, num_actions, horizon
-        super().__init__(
-            num_envs,
-            envs_per_task,
-            device,
-            autoreset,
-            check_actions,
-            dist,
-            spaces.Box(0.0, 1.0, (num_states,), np.float32),
-            spaces.Discrete(num_actions),
+    @classmethod
+    def spaces(cls, config: TabularMDPConfig) -> tuple[spaces.Space, spaces.Space]:
+        obs = spaces.Box(0.0, 1.0, (config.num_states,), np.float32)
+        return obs, spaces.Discrete(config.num_actions)
+
+    @classmethod
+    def sample_tasks(
+        cls, config: TabularMDPConfig, split: str, num_tasks: int, generator: torch.Generator
+    ) -> TabularMDPTask:
+        """`transitions [T, S, A, S]`, `reward_means [T, S, A]` on the generator's device."""
+        s, a, dev = config.num_states, config.num_actions, generator.device
+        # Dirichlet(1) = normalised Exp(1) draws; 1 - U lies in (0, 1], so the log is finite.
+        e = -torch.log1p(
+            -torch.rand(num_tasks, s, a, s, generator=generator, device=dev, dtype=torch.float64)
         )
-        self.state = torch.zeros(num_envs, dtype=torch.int64, device=self.device)  # [N]
-        self._elapsed = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
+        p = (e / e.sum(-1, keepdim=True)).float()
+        means = 1.0 + torch.randn(num_tasks, s, a, generator=generator, device=dev)
+        return TabularMDPTask(transitions=p, reward_means=means)
+
+    def _init_state(self) -> None:
+        self.state = self._zeros(dtype=torch.int64)  # [N]
 
     def _check_env_tasks(self, tasks: TabularMDPTask) -> None:
         _, s, a, _ = tasks.transitions.shape
-        if (s, a) != (self.num_states, self.num_actions):
+        c = self.config
+        if (s, a) != (c.num_states, c.num_actions):
             raise UsageError(
-                f"TabularMDPTask.transitions: expected {self.num_states} states and {self.num_actions} "
+                f"TabularMDPTask.transitions: expected {c.num_states} states and {c.num_actions} "
                 f"actions (num_states, num_actions), got {s} and {a}"
             )
 
@@ -167,24 +119,24 @@ class TabularMDPVectorEnv(TensorVectorEnv):
         self._means = tasks.reward_means.float()  # [T, S, A]
 
     def _obs(self) -> torch.Tensor:
-        return torch.nn.functional.one_hot(self.state, self.num_states).float()
+        return torch.nn.functional.one_hot(self.state, self.config.num_states).float()
 
     def _reset_envs(self, mask: torch.Tensor) -> torch.Tensor:
         self.state = torch.where(mask, 0, self.state)
-        self._elapsed = torch.where(mask, 0, self._elapsed)
         return self._obs()
 
     def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
         u = self._uniform(0, 3)  # [N, 3]: next state, two for the Gaussian reward noise
         cum = self._cum[self.task_id, self.state, actions]  # [N, S]
-        nxt = (cum <= u[:, :1]).sum(-1).clamp_(max=self.num_states - 1)
+        nxt = (cum <= u[:, :1]).sum(-1).clamp_(max=self.config.num_states - 1)
         reward = self._means[self.task_id, self.state, actions] + normal_from_uniform(
             u[:, 1], u[:, 2]
         )
         self.state = nxt
-        self._elapsed = self._elapsed + 1
-        truncated = self._elapsed >= self.horizon
-        return self._obs(), reward, torch.zeros_like(truncated), truncated
+        return self._obs(), reward, torch.zeros_like(nxt, dtype=torch.bool)
+
+
+TabularMDPDistribution = TabularMDPVectorEnv.distribution
 
 
 class TabularMDPEnv(SingleEnvView):

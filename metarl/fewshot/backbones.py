@@ -22,9 +22,10 @@ def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
-def conv4(in_channels: int = 1, hidden: int = 64, blocks: int = 4) -> nn.Sequential:
-    """Embedding `[B, C, H, W] -> [B, hidden * (H // 2**blocks) * (W // 2**blocks)]`."""
-    layers = [conv_block(in_channels if i == 0 else hidden, hidden) for i in range(blocks)]
+def conv4(in_channels: int = 1, conv_channels: int = 64, blocks: int = 4) -> nn.Sequential:
+    """Embedding `[B, C, H, W] -> [B, conv_channels * (H // 2**blocks) * (W // 2**blocks)]`."""
+    c = conv_channels
+    layers = [conv_block(in_channels if i == 0 else c, c) for i in range(blocks)]
     return nn.Sequential(*layers, nn.Flatten())
 
 
@@ -33,15 +34,17 @@ def embedding_dim(encoder: nn.Module, input_shape: tuple[int, ...]) -> int:
         return encoder(torch.zeros(2, *input_shape)).shape[-1]
 
 
-def classifier(input_shape: tuple[int, int, int], ways: int, hidden: int = 64) -> nn.Sequential:
+def classifier(
+    input_shape: tuple[int, int, int], ways: int, conv_channels: int = 64
+) -> nn.Sequential:
     """conv4 followed by a linear head to `ways` logits (MAML's classifier)."""
-    encoder = conv4(input_shape[0], hidden)
+    encoder = conv4(input_shape[0], conv_channels)
     return nn.Sequential(encoder, nn.Linear(embedding_dim(encoder, input_shape), ways))
 
 
-def mlp(in_dim: int, out_dim: int, hidden: tuple[int, ...] = (40, 40)) -> nn.Sequential:
+def mlp(in_dim: int, out_dim: int, hidden_sizes: tuple[int, ...] = (40, 40)) -> nn.Sequential:
     """ReLU MLP (MAML's sinusoid regressor is `mlp(1, 1, (40, 40))`)."""
-    dims = (in_dim, *hidden)
+    dims = (in_dim, *hidden_sizes)
     layers: list[nn.Module] = []
     for a, b in zip(dims[:-1], dims[1:], strict=True):
         layers += [nn.Linear(a, b), nn.ReLU()]

@@ -22,7 +22,15 @@ from metarl.errors import UsageError
 from metarl.fewshot.backbones import classifier, mlp
 from metarl.fewshot.episode import Episode
 from metarl.fewshot.losses import batched_loss, batched_metric, metric_name, task_loss, task_metric
-from metarl.inner_loop import Params, adapt, adapt_iter, forward, named_params
+from metarl.inner_loop import (
+    Params,
+    adapt,
+    adapt_iter,
+    expand_params,
+    forward,
+    named_params,
+    per_task_forward,
+)
 from metarl.seeding import seeded
 
 
@@ -30,9 +38,9 @@ from metarl.seeding import seeded
 class MAMLConfig:
     backbone: Literal["auto", "conv4", "mlp"] = "auto"
     """conv4 for images, an MLP for vectors; auto picks by the task's input shape."""
-    hidden: int = 64
+    conv_channels: int = 64
     """conv4 filters per layer."""
-    mlp_hidden: list[int] | None = None
+    hidden_sizes: list[int] | None = None
     """MLP hidden sizes (default [40, 40], the MAML sinusoid network)."""
     inner_lr: float = 0.4
     """Inner-loop step size (Meta-SGD: its initial value)."""
@@ -87,7 +95,7 @@ class MAML:
 
     def _batched_forward(self, params: Params, x: Tensor) -> Tensor:
         """Per-task parameters `[T, ...]` applied to per-task inputs `[T, B, ...]`."""
-        return torch.func.vmap(lambda p, xt: forward(self.model, p, xt))(params, x)
+        return per_task_forward(self.model, params, x)
 
     def _adapt_batched(
         self,
@@ -104,7 +112,7 @@ class MAML:
         runs unchanged and equals the per-task loop (tested).
         """
         params = named_params(self.model) if params is None else params
-        start = {k: v.unsqueeze(0).expand(tasks.num_tasks, *v.shape) for k, v in params.items()}
+        start = expand_params(params, tasks.num_tasks)
 
         def support_loss(p: Params) -> Tensor:
             out = self._batched_forward(p, tasks.support_x)
@@ -233,7 +241,7 @@ def build_maml(cfg: MAMLConfig, distribution: Any, device: torch.device, seed: i
     out_dim = distribution.ways if distribution.loss == "cross_entropy" else 1
     with seeded(seed, "model"):
         if backbone == "conv4":
-            model = classifier(shape, out_dim, cfg.hidden)
+            model = classifier(shape, out_dim, cfg.conv_channels)
         else:
-            model = mlp(shape[0], out_dim, tuple(cfg.mlp_hidden or (40, 40)))
+            model = mlp(shape[0], out_dim, tuple(cfg.hidden_sizes or (40, 40)))
     return MAML(cfg, model, distribution.loss, device)

@@ -25,7 +25,7 @@ from metarl.seeding import seeded
 
 @dataclass
 class ProtoNetConfig:
-    hidden: int = 64
+    conv_channels: int = 64
     """conv4 filters per layer."""
     outer_lr: float = 0.001
     """Adam step size."""
@@ -145,7 +145,7 @@ def build_protonet(
             "learner.kind protonet needs an image classification task (omniglot or image_folder)"
         )
     with seeded(seed, "model"):
-        encoder = conv4(shape[0], cfg.hidden)
+        encoder = conv4(shape[0], cfg.conv_channels)
     learner = ProtoNet(cfg, encoder, device)
     learner.headline_budget = distribution.shots
     return learner

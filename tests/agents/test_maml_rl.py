@@ -4,7 +4,6 @@ from dataclasses import replace
 
 import pytest
 import torch
-from torch.distributions import kl_divergence
 
 import metarl.inner_loop
 from agents import maml_rl
@@ -14,11 +13,10 @@ from agents.maml_rl import (
     build_maml_rl,
     expand_params,
     inner_loss,
+    mean_task_kl,
     policy_dist,
-    task_mean,
-    vmap_policy_dist,
 )
-from agents.optim import fisher_vector_product, lvc_loss
+from agents.optim import fisher_vector_product, lvc_loss, reinforce_loss
 from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy
 from envs.tensor import BanditDistribution, Navigation2DDistribution
 from metarl.errors import NonFiniteError, UsageError
@@ -26,7 +24,7 @@ from metarl.fewshot.sinusoid import SinusoidConfig, SinusoidDistribution
 from metarl.inner_loop import forward
 
 CPU = torch.device("cpu")
-SMALL = MAMLRLConfig(hidden=[16, 16], episodes_per_task=4)
+SMALL = MAMLRLConfig(hidden_sizes=[16, 16], episodes_per_task=4)
 
 
 def _nav(horizon: int = 10) -> Navigation2DDistribution:
@@ -43,23 +41,23 @@ def _learner(cfg=SMALL, dist=None, seed=0):
 
 def _support(learner, tasks):
     """One rollout of the unadapted policy on `tasks` (an RLBatch) and the leaf parameters."""
-    theta = learner._theta()
-    return learner.sample(tasks, expand_params(theta, tasks.num_tasks), learner.generator), theta
+    theta = learner.theta()
+    return learner.play(tasks, expand_params(theta, tasks.num_tasks), learner.train_generator), theta
 
 
 @pytest.mark.parametrize(
     "policy", [GaussianMLPPolicy(3, 2, (5, 4)), CategoricalMLPPolicy(3, 4, (5,))]
 )
-def test_batched_policy_forward_equals_vmap_and_per_task_loop(policy):
+def test_per_task_policy_forward_equals_a_per_task_loop(policy):
     gen = torch.Generator().manual_seed(0)
     params = {
         k: v.detach() + 0.3 * torch.randn(4, *v.shape, generator=gen)
         for k, v in policy.named_parameters()
     }
     obs = torch.randn(4, 2, 5, 3, generator=gen)
-    fast, ref = policy_dist(policy, params, obs), vmap_policy_dist(policy, params, obs)
-    actions = ref.sample()
-    torch.testing.assert_close(fast.log_prob(actions), ref.log_prob(actions))
+    fast = policy_dist(policy, params, obs)
+    actions = fast.sample()
+    assert fast.batch_shape == (4, 2, 5)
     for t in range(4):
         one = forward(policy, {k: v[t] for k, v in params.items()}, obs[t])
         torch.testing.assert_close(fast.log_prob(actions)[t], one.log_prob(actions[t]))
@@ -92,8 +90,7 @@ def test_batched_inner_step_equals_per_task_adaptation():
 
         def loss_t(p, t=t):
             logp = forward(learner.policy, p, batch.obs[t]).log_prob(batch.actions[t])
-            x = (logp * batch.advantages[t])[None]
-            return -task_mean(x, batch.mask[t][None])[0]
+            return reinforce_loss(logp, batch.advantages[t], batch.mask[t])
 
         ref = metarl.inner_loop.adapt(theta, loss_t, 1, SMALL.inner_lr)
         for k in theta:
@@ -137,19 +134,20 @@ def test_trpo_step_satisfies_the_kl_bound_on_sampled_data(fisher):
     cfg = replace(SMALL, max_kl=0.005, fisher=fisher)
     learner = _learner(cfg)
     tasks = _tasks(learner.distribution, 4)
-    supports, _, query, adapted = learner._collect(tasks)
+    collected = learner.collect(tasks)
+    supports, query, adapted = collected.supports, collected.query, collected.adapted
     with torch.no_grad():
         old = policy_dist(learner.policy, adapted, query.obs)
     before = {k: v.detach().clone() for k, v in learner.policy.named_parameters()}
-    metrics = learner._trpo(4, supports, query, maml_rl.detach_distribution(old))
+    metrics = learner.outer_step(collected)
     assert metrics["trpo_accepted"] == 1.0
-    after = learner._theta()
+    after = learner.theta()
     assert any(not torch.equal(before[k], after[k]) for k in before)
     new = adapt_params(learner.policy, expand_params(after, 4), supports, cfg)
     with torch.no_grad():
-        kl = task_mean(kl_divergence(old, policy_dist(learner.policy, new, query.obs)), query.mask)
-    assert 0 < kl.mean().item() <= cfg.max_kl * 1.001
-    assert metrics["kl"] == pytest.approx(kl.mean().item(), rel=1e-3)
+        kl = mean_task_kl(old, policy_dist(learner.policy, new, query.obs), query.mask)
+    assert 0 < kl.item() <= cfg.max_kl * 1.001
+    assert metrics["kl"] == pytest.approx(kl.item(), rel=1e-3)
 
 
 def test_first_order_fisher_is_close_to_the_exact_hessian_of_the_adapted_kl():
@@ -158,18 +156,18 @@ def test_first_order_fisher_is_close_to_the_exact_hessian_of_the_adapted_kl():
     # J = I. With MAML's inner step size they nearly agree, but are not the same product.
     learner = _learner(replace(SMALL, episodes_per_task=8))
     tasks = _tasks(learner.distribution, 4)
-    supports, _, query, adapted = learner._collect(tasks)
+    collected = learner.collect(tasks)
+    supports, query, adapted = collected.supports, collected.query, collected.adapted
     with torch.no_grad():
         old = maml_rl.detach_distribution(policy_dist(learner.policy, adapted, query.obs))
-    theta = {k: v.detach().clone().requires_grad_(True) for k, v in learner._theta().items()}
+    theta = learner.theta()
 
     def kl_with(first_order):
         cfg = replace(learner.cfg, first_order=first_order)
 
         def kl(p):
             new = adapt_params(learner.policy, expand_params(p, 4), supports, cfg)
-            d = kl_divergence(old, policy_dist(learner.policy, new, query.obs))
-            return task_mean(d, query.mask).mean()
+            return mean_task_kl(old, policy_dist(learner.policy, new, query.obs), query.mask)
 
         return kl
 
@@ -214,7 +212,7 @@ def test_adaptation_curve_shapes_and_contract():
 def test_meta_training_improves_adapted_return_on_navigation():
     """A little MAML-TRPO on short-horizon navigation: post-adaptation > pre-adaptation."""
     dist = _nav(horizon=20)
-    cfg = MAMLRLConfig(hidden=[32, 32], episodes_per_task=10, max_kl=0.02)
+    cfg = MAMLRLConfig(hidden_sizes=[32, 32], episodes_per_task=10, max_kl=0.02)
     learner = build_maml_rl(cfg, dist, CPU, 0)
     held_out = _tasks(dist, 10, 7, "test")
     start = learner.adaptation_curve(held_out, 1).mean(1)

@@ -38,7 +38,7 @@ def test_conjugate_gradient_solves_spd_system():
 
 def _tiny_policy():
     torch.manual_seed(0)  # module init only
-    policy = CategoricalMLPPolicy(2, 3, hidden=(4,)).double()
+    policy = CategoricalMLPPolicy(2, 3, hidden_sizes=(4,)).double()
     obs = torch.randn(6, 2, generator=_gen(1), dtype=torch.float64)
     return policy, obs
 

@@ -26,7 +26,7 @@ def _gen(seed: int = 0) -> torch.Generator:
 
 def test_categorical_log_prob_is_log_softmax():
     torch.manual_seed(0)
-    policy = CategoricalMLPPolicy(4, 3, hidden=(8,))
+    policy = CategoricalMLPPolicy(4, 3, hidden_sizes=(8,))
     obs = torch.randn(5, 4, generator=_gen())
     actions = torch.tensor([0, 1, 2, 1, 0])
     logits = policy.net(obs)
@@ -36,7 +36,7 @@ def test_categorical_log_prob_is_log_softmax():
 
 def test_gaussian_log_prob_is_the_normal_density():
     torch.manual_seed(0)
-    policy = GaussianMLPPolicy(3, 2, hidden=(8,), init_std=0.5)
+    policy = GaussianMLPPolicy(3, 2, hidden_sizes=(8,), init_std=0.5)
     obs = torch.randn(6, 3, generator=_gen())
     actions = torch.randn(6, 2, generator=_gen(1))
     mean, std = policy.net(obs), torch.full((2,), 0.5)
@@ -58,7 +58,7 @@ def _stat(dist):
 @pytest.mark.parametrize("cls,adim", [(CategoricalMLPPolicy, 3), (GaussianMLPPolicy, 2)])
 def test_functional_call_with_modified_params(cls, adim):
     torch.manual_seed(0)
-    policy = cls(4, adim, hidden=(8,))
+    policy = cls(4, adim, hidden_sizes=(8,))
     obs = torch.randn(5, 4, generator=_gen())
     params = dict(policy.named_parameters())
     base = _stat(policy(obs))

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from agents.rl2 import RL2Config, build_rl2
-from agents.sampler import TrialBatch
+from agents.rollout import TrialBatch
 from envs.tensor import BanditDistribution, GridGameDistribution, Navigation2DDistribution
 from metarl import registry
-from metarl.config import load_config
 from metarl.errors import UsageError
+from metarl.registry import load_config
 
 CPU = torch.device("cpu")
 
@@ -120,7 +120,7 @@ def test_gae_runs_along_the_whole_trial():
     dones = torch.tensor([[0.0, 1.0, 1.0, 0.0]])
     zeros = torch.zeros_like(r)
     tb = TrialBatch(zeros, zeros.long(), r, dones, zeros.bool(), mask, zeros, zeros)
-    adv, ret = learner._advantages(tb)
+    adv, ret = learner.advantages(tb)
     want = torch.tensor([[1.0 + 0.81 * 2.0, 0.9 * 2.0, 2.0, 0.0]])
     torch.testing.assert_close(adv, want)
     torch.testing.assert_close(ret, want)

@@ -24,7 +24,7 @@ from envs.tensor import (
     TabularMDPTask,
 )
 from envs.tensor.registration import TENSOR_ENVS
-from metarl.contracts import TaskDistribution
+from metarl.contracts import MetaRLDistribution, TaskDistribution
 from metarl.errors import UsageError
 
 # Short horizons so a few dozen steps cross several episode boundaries.
@@ -71,7 +71,7 @@ def _run_batched_vs_single(env_id: str, steps: int = 40) -> None:
     vec = gymnasium.make_vec(
         env_id, num_envs=num_tasks * per_task, envs_per_task=per_task, **kwargs
     )
-    tasks = vec.distribution.sample("train", num_tasks, torch.Generator().manual_seed(5))
+    tasks = vec.distribution(vec.config).sample("train", num_tasks, torch.Generator().manual_seed(5))
     singles = [gymnasium.make(env_id, **kwargs).unwrapped for _ in range(vec.num_envs)]
     obs_b, _ = vec.reset(seed=seed, options={"tasks": tasks})
     obs_s = [
@@ -148,7 +148,8 @@ def test_copies_of_one_task_share_it_and_draw_independent_noise() -> None:
 
 @pytest.mark.parametrize("env_id", list(TENSOR_ENVS))
 def test_distributions_meet_the_engine_contract(env_id: str) -> None:
-    dist = gymnasium.make_vec(env_id, num_envs=1).distribution
+    vec1 = gymnasium.make_vec(env_id, num_envs=1)
+    dist = vec1.distribution(vec1.config)
     assert isinstance(dist, TaskDistribution) and dist.splits == ("train", "val", "test")
     for split in dist.splits:
         tasks = dist.sample(split, 3, torch.Generator().manual_seed(0))
@@ -169,21 +170,34 @@ def test_distributions_meet_the_engine_contract(env_id: str) -> None:
         dist.sample("train", 0, torch.Generator())
 
 
-def test_registry_builders_return_distributions() -> None:
-    from envs.tensor import bandit, cartpole, gridworld, navigation, pendulum, tabular_mdp
+@pytest.mark.parametrize(
+    "kind, params",
+    [
+        ("bandit", {"num_arms": 10}),
+        ("tabular_mdp", {}),
+        ("navigation2d", {}),
+        ("gridworld", {}),
+        ("cartpole", {"vary": ["length"]}),
+        ("pendulum", {}),
+    ],
+)
+def test_registry_builds_meta_rl_distributions(kind: str, params: dict) -> None:
+    from metarl import registry
+    from metarl.config import RunConfig
 
-    dev = torch.device("cpu")
-    builders = [
-        bandit.build_bandit(bandit.BanditConfig(num_arms=10), dev),
-        tabular_mdp.build_tabular_mdp(tabular_mdp.TabularMDPConfig(), dev),
-        navigation.build_navigation2d(navigation.Navigation2DConfig(), dev),
-        gridworld.build_gridworld(gridworld.GridGameConfig(), dev),
-        cartpole.build_cartpole(cartpole.CartPoleConfig(vary=["length"]), dev),
-        pendulum.build_pendulum(pendulum.PendulumConfig(), dev),
-    ]
-    for dist in builders:
-        assert isinstance(dist, TaskDistribution)
-        assert dist.sample("val", 2, torch.Generator().manual_seed(0)).num_tasks == 2
+    cfg = RunConfig(task={"kind": kind, **params}, learner={"kind": "rl2"})
+    dist = registry.build_distribution(cfg, torch.device("cpu"))
+    assert isinstance(dist, MetaRLDistribution)
+    tasks = dist.sample("val", 2, torch.Generator().manual_seed(0))
+    assert tasks.num_tasks == len(tasks) == 2 and tasks.features().shape[0] == 2
+    env = dist.make_env(2, 3)
+    assert (env.num_envs, env.num_tasks, env.envs_per_task) == (6, 2, 3)
+    assert env.single_observation_space == dist.observation_space
+    assert env.single_action_space == dist.action_space
+    obs, _ = env.reset(seed=0, options={"tasks": tasks})
+    assert obs.shape == (6, *dist.observation_space.shape)
+    with pytest.raises(UsageError, match="task.horizon"):
+        dist.make_env(2, 1, horizon=dist.horizon + 1)
 
 
 # --- bad input --------------------------------------------------------------------------------

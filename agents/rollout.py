@@ -1,6 +1,7 @@
-"""The rollout sampler shared by every meta-RL learner (RL², memory policies, MAML-RL).
+"""Rollouts, shared by every meta-RL learner (RL², memory policies, MAML-RL).
 
     env    = make_batched_env(distribution, num_tasks=T, envs_per_task=C, device=device)
+             # any metarl.contracts.MetaRLDistribution: tensor and MuJoCo families alike
     actor  = RecurrentActor(policy, generator)        # or MLPActor / your own `Actor`
     traj   = rollout(env, tasks, actor, num_episodes=n, seed=s)   # Trajectories [T, C*n, H]
 
@@ -15,20 +16,21 @@ Reset contract (what resets what, and when):
   reward and done fed to the actor are "none" (action `-1` for discrete actions, zeros for
   continuous ones), 0 and 0. Nothing inside a call resets the actor's state.
 - An episode ends at the step whose `terminated | truncated` is true (`dones[..., h] = 1`);
-  the copy starts its next episode on the same task at once (same-step autoreset; for
-  MuJoCo the sampler resets that copy). The next actor input carries the finished step's
+  the copy starts its next episode on the same task at once (same-step autoreset, the one
+  behaviour of every env, see `metarl.contracts`). The next actor input carries the finished step's
   action and reward and `prev_done = 1`, so a recurrent actor knows an episode ended and
   keeps its memory of the task.
 - An episode that ends before `H` steps leaves padding: `mask = 0`, zeros elsewhere.
   `terminated` marks absorbing ends (no bootstrap). Truncated ends are not bootstrapped
   either (the MAML-RL / RL² convention; the final observation is not kept).
-- Copies that finished their `n` episodes keep stepping in tensor envs (they cannot pause;
-  their data is dropped) and stay frozen in MuJoCo envs.
+- Copies that finished their `n` episodes keep stepping (their data is dropped) until every
+  copy has finished: a batched env steps all copies or none.
 
-Steps and devices. Each env step is ONE call of the actor on all `N` copies. Tensor envs
-(`envs.tensor`) live on `device` with the policy, so the whole loop stays on the device;
-MuJoCo envs (`envs.mujoco.BatchedMujocoEnv`) step on the CPU and only observations,
-actions and rewards cross. Observations are flattened to `[N, obs_dim]` float32.
+Steps and devices. Each env step is ONE call of the actor on all `N` copies, and one path
+for every env kind. Tensor envs (`envs.tensor`) live on `device` with the policy, so the
+whole loop stays on the device; MuJoCo envs (`envs.mujoco.BatchedMujocoEnv`) step on the
+CPU and only observations, actions and rewards cross. Observations are flattened to
+`[N, obs_dim]` float32.
 
 Task in the observation (`task_in_obs=True`, the oracle baselines): every observation row
 is followed by its task's parameters (`task_features`), so a policy need not infer the task.
@@ -39,58 +41,52 @@ vector envs); action noise only from the actor's `torch.Generator`.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import gymnasium
+import numpy as np
 import torch
 from torch import Tensor
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
+from metarl.contracts import MetaRLDistribution, MetaVectorEnv, RenderableEnv, TaskBatchLike
 from metarl.errors import UsageError
 
 # ---------------------------------------------------------------------------------------------
-# Environments: one small adapter over the two env kinds.
+# Environments: one adapter over every `MetaVectorEnv` (tensor and MuJoCo alike).
 
 
-def task_features(tasks: Any) -> Tensor:
+def task_features(tasks: TaskBatchLike) -> Tensor:
     """Task parameters as features `[T, P]` float32 (every field of the task dataclass)."""
-    cols = [getattr(tasks, f.name) for f in dataclasses.fields(tasks)]
-    n = tasks.num_tasks
-    return torch.cat([c.reshape(n, -1).float() for c in cols], dim=1)
+    return tasks.features(torch.float32)
 
 
 class BatchedEnv:
     """`N = num_tasks * envs_per_task` copies of one family, torch in/out on `device`.
 
     `reset(tasks, seed) -> obs [N, obs_dim]` starts a trial (new tasks, every copy).
-    `step(actions, restart) -> (obs [N, obs_dim], reward [N], terminated [N], truncated [N])`;
-    a copy whose episode ends starts the next one in the same call where `restart` `[N]` is
-    true (always, for tensor envs) -- the returned obs row is then its next first observation.
+    `step(actions) -> (obs [N, obs_dim], reward [N], terminated [N], truncated [N])`; a copy
+    whose episode ends starts its next one in the same call (same-step autoreset, the
+    contract of every `metarl.contracts.MetaVectorEnv`): the returned obs row is then its
+    next first observation. Tensor envs answer in torch on their device, MuJoCo envs in numpy;
+    one `torch.as_tensor` serves both.
     `task_dim > 0`: each obs row ends with its task's `task_features` (`[N, obs_dim]` then
     counts them; `observation_space` is widened to match).
     """
 
     def __init__(
-        self,
-        env: Any,
-        num_tasks: int,
-        envs_per_task: int,
-        horizon: int,
-        device: Any,
-        task_dim: int = 0,
-    ):
-        self.env, self.num_tasks, self.envs_per_task = env, num_tasks, envs_per_task
-        self.num_envs = num_tasks * envs_per_task
+        self, env: MetaVectorEnv, horizon: int, device: torch.device | str, task_dim: int = 0
+    ) -> None:
+        self.env, self.num_tasks, self.envs_per_task = env, env.num_tasks, env.envs_per_task
+        self.num_envs = env.num_envs
         self.horizon, self.device = horizon, torch.device(device)
         self.observation_space: gymnasium.Space = env.single_observation_space
         self.action_space: gymnasium.Space = env.single_action_space
         self.discrete = isinstance(self.action_space, gymnasium.spaces.Discrete)
-        self.is_tensor = not hasattr(env, "models")  # BatchedMujocoEnv holds MuJoCo models
-        self.env_obs_dim = int(math.prod(self.observation_space.shape))
+        self.env_obs_dim = int(math.prod(self.observation_space.shape or ()))
         self.task_dim, self._features = task_dim, None
         if task_dim:
             width = (self.env_obs_dim + task_dim,)
@@ -102,7 +98,7 @@ class BatchedEnv:
         obs = obs.reshape(self.num_envs, self.env_obs_dim)
         return obs if self._features is None else torch.cat([obs, self._features], dim=1)
 
-    def reset(self, tasks: Any, seed: int | None) -> Tensor:
+    def reset(self, tasks: TaskBatchLike, seed: int | None) -> Tensor:
         if self.task_dim:
             feats = task_features(tasks).to(self.device)
             if feats.shape != (self.num_tasks, self.task_dim):
@@ -111,20 +107,11 @@ class BatchedEnv:
                     f"({self.num_tasks}, {self.task_dim}): tasks from another distribution?"
                 )
             self._features = feats.repeat_interleave(self.envs_per_task, dim=0)  # [N, P]
-        key = "tasks" if self.is_tensor else "task"
-        obs, _ = self.env.reset(seed=seed, options={key: tasks})
+        obs, _ = self.env.reset(seed=seed, options={"tasks": tasks})
         return self._obs(obs)
 
-    def step(self, actions: Tensor, restart: Tensor | None = None) -> tuple[Tensor, ...]:
-        if self.is_tensor:
-            obs, reward, term, trunc, _ = self.env.step(actions)
-            return self._obs(obs), reward.float(), term, trunc
-        obs, reward, term, trunc, _ = self.env.step(actions.detach().cpu().double().numpy())
-        done = term | trunc
-        if restart is not None:
-            done &= restart.cpu().numpy()
-        if done.any():
-            obs, _ = self.env.reset(options={"reset_mask": done})
+    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        obs, reward, term, trunc, _ = self.env.step(actions)
         dev = self.device
         return (
             self._obs(obs),
@@ -133,9 +120,9 @@ class BatchedEnv:
             torch.as_tensor(trunc, device=dev),
         )
 
-    def render(self, i: int, width: int = 160, height: int = 120) -> Any:
-        """Copy `i` as an RGB image `[height, width, 3]` uint8 (MuJoCo families only)."""
-        if self.is_tensor:
+    def render(self, i: int, width: int = 160, height: int = 120) -> np.ndarray:
+        """Copy `i` as an RGB image `[height, width, 3]` uint8 (renderable families only)."""
+        if not isinstance(self.env, RenderableEnv):
             raise UsageError(
                 f"{type(self.env).__name__} has no renderer: videos need a MuJoCo task family"
             )
@@ -146,47 +133,39 @@ class BatchedEnv:
 
 
 def make_batched_env(
-    distribution: Any,
+    distribution: MetaRLDistribution[Any],
     num_tasks: int,
     envs_per_task: int = 1,
     device: torch.device | str = "cpu",
     horizon: int | None = None,
     task_in_obs: bool = False,
 ) -> BatchedEnv:
-    """A `BatchedEnv` of `num_tasks * envs_per_task` copies for a task distribution.
+    """A `BatchedEnv` of `num_tasks * envs_per_task` copies for a meta-RL task distribution.
 
-    Tensor families (`distribution.make_env`): the env lives on `device` and its episode
-    length is the distribution's `horizon` (`horizon`, if given, must equal it). MuJoCo
-    families (`distribution.env_id`): a `BatchedMujocoEnv` on the CPU with
-    `max_episode_steps = horizon` (default 200, as MAML / ProMP). `task_in_obs`: observations
-    end with the task parameters (their width is read from one training task).
+    The env lives on `device` where the family allows (tensor families; MuJoCo steps on the
+    CPU). `horizon`, if given, asks the family for that episode length (see
+    `MetaRLDistribution.make_env`). `task_in_obs`: observations end with the task parameters
+    (their width is read from one training task).
     """
+    check_meta_rl(distribution, "this learner")
+    if horizon is not None and (not isinstance(horizon, int) or horizon < 1):
+        raise UsageError(f"horizon must be an integer >= 1, got {horizon!r}")
     task_dim = 0
     if task_in_obs:
         probe = distribution.sample("train", 1, torch.Generator().manual_seed(0))
         task_dim = int(task_features(probe).shape[1])  # a shape only: no run randomness used
-    if horizon is not None and (not isinstance(horizon, int) or horizon < 1):
-        raise UsageError(f"horizon must be an integer >= 1, got {horizon!r}")
-    if hasattr(distribution, "make_env"):
-        own = int(distribution.horizon)
-        if horizon is not None and horizon != own:
-            raise UsageError(
-                f"horizon {horizon} differs from the task's episode length {own}; "
-                f"set task.horizon={horizon} instead"
-            )
-        env = distribution.make_env(num_tasks, envs_per_task, device=device)
-        return BatchedEnv(env, num_tasks, envs_per_task, own, device, task_dim)
-    if hasattr(distribution, "env_id"):
-        from envs.mujoco.batched import BatchedMujocoEnv
+    env = distribution.make_env(num_tasks, envs_per_task, device, horizon)
+    return BatchedEnv(env, horizon or distribution.horizon, device, task_dim)
 
-        h = 200 if horizon is None else horizon
-        env = BatchedMujocoEnv(distribution.env_id, num_tasks * envs_per_task, h)
-        return BatchedEnv(env, num_tasks, envs_per_task, h, device, task_dim)
-    raise UsageError(
-        f"{type(distribution).__name__} has no environment (no make_env or env_id): "
-        "meta-RL learners need an RL task such as bandit, tabular_mdp, navigation2d, "
-        "gridworld or a MuJoCo family"
-    )
+
+def check_meta_rl(distribution: Any, learner: str) -> None:
+    """One-line `UsageError` unless `distribution` is a meta-RL family (it has envs)."""
+    if not isinstance(distribution, MetaRLDistribution):
+        raise UsageError(
+            f"{learner} plays episodes, but the task ({type(distribution).__name__}) has no "
+            "environment to play them in; use an RL task: bandit, tabular_mdp, navigation2d, "
+            "gridworld, cartpole, pendulum or a MuJoCo family"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -419,8 +398,7 @@ def rollout(
             on_step(ep, t)
         out = actor(obs, prev_action, prev_reward, prev_done, state)
         live = ep < n
-        restart = (ep + 1 < n) if not env.is_tensor else None
-        next_obs, reward, term, trunc = env.step(out.action, restart)
+        next_obs, reward, term, trunc = env.step(out.action)
         done = term | trunc | (t + 1 >= h)
         steps.append((obs, out.action, reward, done, term, out.log_prob, out.value, ep, t, live))
         obs, state = next_obs, out.state

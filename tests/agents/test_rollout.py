@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from agents.policies import make_mlp_policy, make_recurrent_policy
-from agents.sampler import (
+from agents.rollout import (
     ActorOutput,
     MLPActor,
     RecurrentActor,
@@ -105,7 +105,7 @@ def test_mujoco_sampler_equals_single_gymnasium_envs():
     tasks = dist.sample("train", 2, torch.Generator().manual_seed(0))
     env = make_batched_env(dist, 2, 2, horizon=4)
     with seeded(0, "policy"):
-        policy = make_mlp_policy(env.observation_space, env.action_space, hidden=(8,))
+        policy = make_mlp_policy(env.observation_space, env.action_space, hidden_sizes=(8,))
     traj = rollout(env, tasks, MLPActor(policy, None, deterministic=True), 2, seed=5)
     for i in range(4):
         single = gymnasium.make(dist.env_id, max_episode_steps=4)
