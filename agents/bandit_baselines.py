@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -42,7 +43,11 @@ def sample_gamma(concentration: Tensor, generator: torch.Generator) -> Tensor:
     """
     if (concentration <= 0).any():
         raise UsageError("gamma concentration must be > 0")
-    kw = {"generator": generator, "device": concentration.device, "dtype": concentration.dtype}
+    kw: dict[str, Any] = {
+        "generator": generator,
+        "device": concentration.device,
+        "dtype": concentration.dtype,
+    }
     alpha = concentration.reshape(-1)
     a = torch.where(alpha < 1, alpha + 1, alpha)
     d = a - 1.0 / 3.0
@@ -213,7 +218,7 @@ def plan(transitions: Tensor, rewards: Tensor, steps: int) -> Tensor:
     return torch.stack(q[::-1])
 
 
-MDPPlanner = Callable[[Tensor, Tensor, Tensor, Tensor, torch.Generator], Tensor]
+MDPPlanner = Callable[[Tensor, Tensor, Tensor, torch.Generator], Tensor]
 
 
 def _play_mdp(

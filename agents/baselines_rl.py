@@ -25,6 +25,7 @@ from torch import Tensor
 
 from agents.maml_rl import MAMLRLConfig
 from agents.rollout import ActorOutput, make_batched_env, rollout
+from metarl.contracts import MetaRLDistribution, TaskBatchLike
 
 
 def oracle_config(cfg: MAMLRLConfig) -> MAMLRLConfig:
@@ -52,6 +53,7 @@ class RandomActor:
         if isinstance(self.space, spaces.Discrete):
             action = torch.randint(int(self.space.n), (n,), generator=g, device=g.device)
         else:
+            assert isinstance(self.space, spaces.Box)
             low = torch.as_tensor(self.space.low, device=obs.device)
             high = torch.as_tensor(self.space.high, device=obs.device)
             u = torch.rand(n, *low.shape, generator=g, device=g.device).to(obs.device)
@@ -61,8 +63,8 @@ class RandomActor:
 
 
 def random_returns(
-    distribution: Any,
-    tasks: Any,
+    distribution: MetaRLDistribution[Any],
+    tasks: TaskBatchLike,
     episodes: int,
     generator: torch.Generator,
     horizon: int | None = None,

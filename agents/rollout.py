@@ -87,7 +87,8 @@ class BatchedEnv:
         self.action_space: gymnasium.Space = env.single_action_space
         self.discrete = isinstance(self.action_space, gymnasium.spaces.Discrete)
         self.env_obs_dim = int(math.prod(self.observation_space.shape or ()))
-        self.task_dim, self._features = task_dim, None
+        self.task_dim = task_dim
+        self._features: Tensor | None = None
         if task_dim:
             width = (self.env_obs_dim + task_dim,)
             self.observation_space = gymnasium.spaces.Box(-math.inf, math.inf, width)
@@ -365,7 +366,7 @@ class TrialBatch:
 
 def rollout(
     env: BatchedEnv,
-    tasks: Any,
+    tasks: TaskBatchLike,
     actor: Actor,
     num_episodes: int,
     seed: int | None = None,
@@ -386,7 +387,7 @@ def rollout(
     if env.discrete:
         prev_action = torch.full((num,), -1, dtype=torch.int64, device=dev)
     else:
-        prev_action = torch.zeros(num, *env.action_space.shape, device=dev)
+        prev_action = torch.zeros(num, *(env.action_space.shape or ()), device=dev)
     prev_reward = torch.zeros(num, device=dev)
     prev_done = torch.zeros(num, device=dev)
     ep = torch.zeros(num, dtype=torch.int64, device=dev)  # episode index inside the trial

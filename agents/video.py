@@ -11,18 +11,18 @@ that the learner's evaluation measures (same env, same actor, same trial boundar
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 from torch import Tensor
 
 from agents.rollout import Actor, BatchedEnv, rollout
+from metarl.contracts import TaskBatchLike
 from metarl.errors import UsageError
 
 
 def record_episodes(
     env: BatchedEnv,
-    tasks: Any,
+    tasks: TaskBatchLike,
     actor: Actor,
     num_episodes: int,
     episodes: Sequence[int],

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from metarl.contracts import TaskDistribution
 from metarl.seeding import make_generator
 
 
@@ -29,7 +30,7 @@ def summarize(values: torch.Tensor) -> dict[str, Any]:
 
 def adaptation_curve(
     learner: Any,
-    distribution: Any,
+    distribution: TaskDistribution[Any],
     split: str,
     num_tasks: int,
     max_budget: int,

@@ -30,6 +30,7 @@ from metarl.config import (
     load_yaml,
     renamed_key_hint,
 )
+from metarl.contracts import Learner, TaskDistribution
 from metarl.errors import UsageError
 
 # kind -> "module:ConfigClass:build_function" or "module:FamilyClass"
@@ -79,7 +80,7 @@ def _resolve(table: dict[str, Any], kind: Any, what: str) -> tuple[type, Any]:
     if isinstance(entry, tuple):
         return entry
     if isinstance(entry, type):
-        return entry.config_type, _family_builder(entry)
+        return getattr(entry, "config_type"), _family_builder(entry)  # noqa: B009
     module, *names = entry.split(":")
     mod = importlib.import_module(module)
     if len(names) == 1:
@@ -111,12 +112,14 @@ def validate(cfg: RunConfig) -> None:
     _section(cfg.learner, LEARNERS, "learner")
 
 
-def build_distribution(cfg: RunConfig, device: torch.device) -> Any:
+def build_distribution(cfg: RunConfig, device: torch.device) -> TaskDistribution[Any]:
     section, build = _section(cfg.task, DISTRIBUTIONS, "task")
     return build(section, device)
 
 
-def build_learner(cfg: RunConfig, distribution: Any, device: torch.device) -> Any:
+def build_learner(
+    cfg: RunConfig, distribution: TaskDistribution[Any], device: torch.device
+) -> Learner[Any]:
     section, build = _section(cfg.learner, LEARNERS, "learner")
     return build(section, distribution, device, cfg.seed)
 

@@ -65,7 +65,7 @@ class TaskBatch:
         return torch.cat([getattr(self, k).reshape(n, -1).to(dtype) for k in self._fields()], 1)
 
 
-def check_task_batch(value: Any, task_type: type, num_tasks: int | None = None) -> None:
+def check_task_batch(value: Any, task_type: type[TaskBatch], num_tasks: int | None = None) -> None:
     """One-line `UsageError` unless `value` is a `task_type` batch of `num_tasks` tasks."""
     if not isinstance(value, task_type):
         raise UsageError(

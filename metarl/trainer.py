@@ -33,6 +33,7 @@ from metarl.config import (
     migrate_config,
     to_dict,
 )
+from metarl.contracts import Learner, TaskDistribution
 from metarl.errors import NonFiniteError, UsageError
 from metarl.evaluation import adaptation_curve, format_curve
 from metarl.logger import RunLogger, encode_gif, save_curve_png
@@ -56,8 +57,8 @@ class Run:
     cfg: RunConfig
     run_dir: Path
     device: torch.device
-    distribution: Any
-    learner: Any
+    distribution: TaskDistribution[Any]
+    learner: Learner[Any]
     generator: torch.Generator  # draws the training tasks
     iteration: int = 0
 

@@ -138,7 +138,10 @@ def test_record_episodes_films_copy_zero_of_the_chosen_episodes():
 @pytest.mark.parametrize(
     "name, overrides",
     [
-        ("halfcheetah_slope_maml_trpo", ["learner.episodes_per_task=2", "learner.hidden_sizes=[8]"]),
+        (
+            "halfcheetah_slope_maml_trpo",
+            ["learner.episodes_per_task=2", "learner.hidden_sizes=[8]"],
+        ),
         ("halfcheetah_slope_rl2", ["learner.episodes_per_trial=2", "learner.hidden_size=8"]),
     ],
 )

@@ -88,7 +88,7 @@ class BanditVectorEnv(TensorVectorEnv[BanditConfig, BanditTask]):
     def _reset_envs(self, mask: torch.Tensor) -> torch.Tensor:
         return self._obs.clone()
 
-    def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         u = self._uniform(0, 1)[:, 0]
         p = self._probs.gather(1, actions[:, None])[:, 0]
         reward = (u < p).float()

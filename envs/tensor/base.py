@@ -188,10 +188,7 @@ class TensorVectorEnv(VectorEnv, Generic[ConfigT, TaskT]):
     config's fields as keywords, `XVectorEnv(num_envs=8, num_arms=3)`.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {
-        "autoreset_mode": AutoresetMode.SAME_STEP,
-        "render_modes": [],
-    }
+    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
     config_type: ClassVar[type]
     task_type: ClassVar[type]
     splits: ClassVar[tuple[str, ...]] = SPLITS
@@ -226,7 +223,7 @@ class TensorVectorEnv(VectorEnv, Generic[ConfigT, TaskT]):
         self.single_action_space = single_action_space
         self.observation_space = batch_space(single_observation_space, num_envs)
         self.action_space = batch_space(single_action_space, num_envs)
-        self.tasks: Any = None
+        self.tasks: TaskT | None = None
         self.task_generator = torch.Generator()  # CPU: the same tasks on every device
         self.task_id = torch.arange(num_envs, device=self.device) // envs_per_task  # [N]
         self._key_hash: torch.Tensor | None = None
@@ -265,7 +262,7 @@ class TensorVectorEnv(VectorEnv, Generic[ConfigT, TaskT]):
     def _init_state(self) -> None:
         """Allocate the per-copy state buffers `[N, ...]` (called once by `__init__`)."""
 
-    def _set_tasks(self, tasks: Any) -> None:
+    def _set_tasks(self, tasks: TaskT) -> None:
         raise NotImplementedError
 
     def _reset_envs(self, mask: torch.Tensor) -> torch.Tensor:
@@ -308,23 +305,22 @@ class TensorVectorEnv(VectorEnv, Generic[ConfigT, TaskT]):
             self._key_hash = hash_keys(keys)
             self._counter.zero_()
         if "tasks" in options:
-            tasks = options["tasks"]
+            tasks: TaskT = options["tasks"]
             check_task_batch(tasks, self.task_type, self.num_tasks)
             self._check_env_tasks(tasks)
             self.tasks = tasks.to(self.device)
             self._set_tasks(self.tasks)
         elif self.tasks is None or seed is not None:
-            self.tasks = self.sample_tasks(
-                self.config, "train", self.num_tasks, self.task_generator
-            )
-            self.tasks = self.tasks.to(self.device)
-            self._set_tasks(self.tasks)
+            drawn = self.sample_tasks(self.config, "train", self.num_tasks, self.task_generator)
+            tasks = drawn.to(self.device)  # type: ignore[assignment]
+            self.tasks = tasks
+            self._set_tasks(tasks)
         obs = self._reset_envs(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
         self._elapsed = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
         self._counter += 1
         return obs, {}
 
-    def _check_env_tasks(self, tasks: Any) -> None:
+    def _check_env_tasks(self, tasks: TaskT) -> None:
         """Hook: reject tasks that do not fit this env's fixed sizes (e.g. number of arms)."""
 
     def step(
@@ -357,7 +353,7 @@ class TensorVectorEnv(VectorEnv, Generic[ConfigT, TaskT]):
             raise UsageError(
                 f"actions: expected a tensor or array, got {type(actions).__name__}"
             ) from None
-        want = (self.num_envs, *space.shape)
+        want = (self.num_envs, *(space.shape or ()))
         if tuple(a.shape) != want:
             raise UsageError(
                 f"actions: expected shape {list(want)} ([num_envs, ...]), got {list(a.shape)}"
@@ -375,6 +371,7 @@ class TensorVectorEnv(VectorEnv, Generic[ConfigT, TaskT]):
                 )
             return a
         # Box: NaN is rejected, anything else outside the space is clipped.
+        assert isinstance(space, spaces.Box)
         if a.dtype.is_complex or a.dtype == torch.bool:
             raise UsageError(f"actions: expected real numbers, got dtype {a.dtype}")
         a = a.to(self._act_low.dtype)
@@ -457,7 +454,7 @@ class SingleEnvView(gymnasium.Env):
     `reset()`; the task stays the same unless new tasks are passed.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": []}
     vector_cls: ClassVar[type[TensorVectorEnv]]
 
     def __init__(

@@ -135,7 +135,7 @@ class CartPoleVectorEnv(TensorVectorEnv[CartPoleConfig, CartPoleTask]):
         self.state = torch.where(mask[:, None], fresh, self.state)
         return self.state.float()
 
-    def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x, x_dot, theta, theta_dot = self.state.unbind(-1)
         force = torch.where(actions == 1, FORCE_MAG, -FORCE_MAG).to(torch.float64)
         cos, sin = torch.cos(theta), torch.sin(theta)

@@ -241,7 +241,7 @@ class GridGameVectorEnv(TensorVectorEnv[GridGameConfig, GridTask]):
         self.has_key = self.has_key & ~mask
         return self._obs()
 
-    def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         target = self.pos + self._moves[actions]  # stays inside: the border is all walls
         cell = self.grid[self._rows, target[:, 0], target[:, 1]]
         blocked = (cell == WALL) | ((cell == LOCKED) & ~self.has_key)

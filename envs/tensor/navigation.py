@@ -97,7 +97,7 @@ class Navigation2DVectorEnv(TensorVectorEnv[Navigation2DConfig, Navigation2DTask
         self.pos = torch.where(mask[:, None], 0.0, self.pos)
         return self.pos.clone()
 
-    def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         self.pos = self.pos + actions
         d = self.pos - self._goals
         dist = torch.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1])

@@ -134,7 +134,7 @@ class PendulumVectorEnv(TensorVectorEnv[PendulumConfig, PendulumTask]):
         self.state = torch.where(mask[:, None], fresh, self.state)
         return self._obs()
 
-    def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         th, thdot = self.state.unbind(-1)
         u = actions[:, 0].to(torch.float64)  # already clipped to [-2, 2]
         th_norm = torch.remainder(th + math.pi, 2 * math.pi) - math.pi

@@ -125,7 +125,7 @@ class TabularMDPVectorEnv(TensorVectorEnv[TabularMDPConfig, TabularMDPTask]):
         self.state = torch.where(mask, 0, self.state)
         return self._obs()
 
-    def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         u = self._uniform(0, 3)  # [N, 3]: next state, two for the Gaussian reward noise
         cum = self._cum[self.task_id, self.state, actions]  # [N, S]
         nxt = (cum <= u[:, :1]).sum(-1).clamp_(max=self.config.num_states - 1)

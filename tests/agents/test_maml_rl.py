@@ -42,7 +42,9 @@ def _learner(cfg=SMALL, dist=None, seed=0):
 def _support(learner, tasks):
     """One rollout of the unadapted policy on `tasks` (an RLBatch) and the leaf parameters."""
     theta = learner.theta()
-    return learner.play(tasks, expand_params(theta, tasks.num_tasks), learner.train_generator), theta
+    return learner.play(
+        tasks, expand_params(theta, tasks.num_tasks), learner.train_generator
+    ), theta
 
 
 @pytest.mark.parametrize(

@@ -71,7 +71,9 @@ def _run_batched_vs_single(env_id: str, steps: int = 40) -> None:
     vec = gymnasium.make_vec(
         env_id, num_envs=num_tasks * per_task, envs_per_task=per_task, **kwargs
     )
-    tasks = vec.distribution(vec.config).sample("train", num_tasks, torch.Generator().manual_seed(5))
+    tasks = vec.distribution(vec.config).sample(
+        "train", num_tasks, torch.Generator().manual_seed(5)
+    )
     singles = [gymnasium.make(env_id, **kwargs).unwrapped for _ in range(vec.num_envs)]
     obs_b, _ = vec.reset(seed=seed, options={"tasks": tasks})
     obs_s = [
