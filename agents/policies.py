@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import gymnasium as gym
 import torch
@@ -246,6 +246,20 @@ class _RecurrentBase(nn.Module):
             dim=-1,
         )
 
+    def step(
+        self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, prev_done: Tensor, state: Any
+    ) -> tuple[Distribution, Tensor, Any]:
+        """One step on `[B, ...]` inputs: `(dist [B], value [B], next state)` (the sequence
+        `forward` with a time axis of 1)."""
+        dist, value, state = self(
+            obs.unsqueeze(0),
+            prev_action.unsqueeze(0),
+            prev_reward.unsqueeze(0),
+            prev_done.unsqueeze(0),
+            state,
+        )
+        return _squeeze_dist(dist), value.squeeze(0), state
+
 
 class RecurrentPolicy(_RecurrentBase):
     """RL²'s GRU policy with a value head.
@@ -308,24 +322,6 @@ class RecurrentPolicy(_RecurrentBase):
             feats = torch.cat(outs)
         return self.policy_head(feats), self.value_head(feats).squeeze(-1), hidden
 
-    def step(
-        self,
-        obs: Tensor,
-        prev_action: Tensor,
-        prev_reward: Tensor,
-        prev_done: Tensor,
-        hidden: Tensor,
-    ) -> tuple[Distribution, Tensor, Tensor]:
-        """One step on `[B, ...]` inputs: `(dist [B], value [B], hidden [B, H])`."""
-        dist, value, hidden = self(
-            obs.unsqueeze(0),
-            prev_action.unsqueeze(0),
-            prev_reward.unsqueeze(0),
-            prev_done.unsqueeze(0),
-            hidden,
-        )
-        return _squeeze_dist(dist), value.squeeze(0), hidden
-
 
 class MemoryPolicy(_RecurrentBase):
     """`RecurrentPolicy`'s interface with a `metarl.memory.MemoryCore` as the recurrent core.
@@ -377,23 +373,6 @@ class MemoryPolicy(_RecurrentBase):
             outs.append(out)
         feats = torch.stack(outs)
         return self.policy_head(feats), self.value_head(feats).squeeze(-1), state
-
-    def step(
-        self,
-        obs: Tensor,
-        prev_action: Tensor,
-        prev_reward: Tensor,
-        prev_done: Tensor,
-        state: MemoryState,
-    ) -> tuple[Distribution, Tensor, MemoryState]:
-        dist, value, state = self(
-            obs.unsqueeze(0),
-            prev_action.unsqueeze(0),
-            prev_reward.unsqueeze(0),
-            prev_done.unsqueeze(0),
-            state,
-        )
-        return _squeeze_dist(dist), value.squeeze(0), state
 
 
 def _squeeze_dist(dist: Distribution) -> Distribution:

@@ -48,6 +48,7 @@ Contract shared by all families
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
 import gymnasium
@@ -64,6 +65,7 @@ from metarl.tasks import TaskBatch, check_task_batch
 _M32 = 0xFFFFFFFF
 ConfigT = TypeVar("ConfigT")
 TaskT = TypeVar("TaskT", bound=TaskBatch)
+_P = TypeVar("_P", bound="PhysicsTask")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -514,24 +516,65 @@ def sample_scales(
 
 
 def sample_physics(
-    params: dict[str, tuple[float, Any]],
-    vary: Any,
+    task_type: type[_P],
+    config: PhysicsConfig,
     split: str,
     num_tasks: int,
     generator: torch.Generator,
-    train_scale: float,
-    test_scale: float,
-    device: torch.device,
-) -> dict[str, torch.Tensor]:
-    """Physical parameters `{name: [T]}` (float64 on `device`): each name's default, times
-    `sample_scales` factors for the names in `vary` (drawn in the order of `params`)."""
+) -> _P:
+    """A `task_type` batch (float64 `[T]` fields on the generator's device): each parameter's
+    default, times `sample_scales` factors for the names in `config.vary` (drawn in the order
+    of `task_type.PARAMS`)."""
     values = {}
-    for name, (default, _) in params.items():
+    lo, hi = config.train_scale, config.test_scale
+    for name, (default, _) in task_type.PARAMS.items():
         v = torch.full((num_tasks,), default, dtype=torch.float64)
-        if name in vary:
-            v = default * sample_scales(split, (num_tasks,), generator, train_scale, test_scale)
-        values[name] = v.to(device)
-    return values
+        if name in config.vary:
+            v = default * sample_scales(split, (num_tasks,), generator, lo, hi)
+        values[name] = v.to(generator.device)
+    return task_type(**values)
+
+
+class PhysicsTask(TaskBatch):
+    """Mixin for task batches of physical parameters: one float field `[T]` per name of the
+    family's `PARAMS` (`{name: (default, largest accepted value)}`), each in `(0, largest]`."""
+
+    PARAMS: ClassVar[dict[str, tuple[float, float]]]
+
+    def __post_init__(self) -> None:
+        first = getattr(self, next(iter(self.PARAMS)))
+        t = first.shape[0] if isinstance(first, torch.Tensor) and first.dim() else None
+        for name, (_, high) in self.PARAMS.items():
+            where = f"{type(self).__name__}.{name}"
+            check_task_tensor(where, getattr(self, name), (t,))
+            check_in_range(where, getattr(self, name), 0.0, high, low_open=True)
+
+    @classmethod
+    def default(cls: type[_P], num_tasks: int = 1, device: torch.device | str = "cpu") -> _P:
+        """The family's default parameters (Gymnasium's), repeated `num_tasks` times."""
+        return cls(
+            **{
+                k: torch.full((num_tasks,), d, dtype=torch.float64, device=device)
+                for k, (d, _) in cls.PARAMS.items()
+            }
+        )
+
+
+@dataclass(frozen=True)
+class PhysicsConfig:
+    """Config fields shared by the physics families; a family adds `vary`'s default (all of
+    its `PARAMS`), its own constants and `horizon`."""
+
+    PARAMS: ClassVar[dict[str, tuple[float, float]]]
+    vary: list[str] = field(default_factory=list)
+    """Parameters that vary per task (the others stay at their defaults)."""
+    train_scale: float = 2.0
+    """train/val: each varied parameter is default * s, log s ~ U[-log train_scale, log train_scale]."""
+    test_scale: float = 3.0
+    """test: s in the held-out band [1/test_scale, 1/train_scale] U [train_scale, test_scale]."""
+
+    def __post_init__(self) -> None:
+        check_physics(self.PARAMS, self.vary, self.train_scale, self.test_scale)
 
 
 def check_physics(params: dict[str, Any], vary: Any, train_scale: Any, test_scale: Any) -> None:

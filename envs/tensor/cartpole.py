@@ -13,15 +13,13 @@ import torch
 from gymnasium import spaces
 
 from envs.tensor.base import (
+    PhysicsConfig,
+    PhysicsTask,
     SingleEnvView,
     TensorVectorEnv,
-    check_in_range,
-    check_physics,
     check_positive_int,
-    check_task_tensor,
     sample_physics,
 )
-from metarl.tasks import TaskBatch
 
 # name -> (Gymnasium's default, largest accepted value); every parameter must be > 0.
 PARAMS: dict[str, tuple[float, float]] = {
@@ -35,7 +33,7 @@ THETA_LIMIT, X_LIMIT = 12 * 2 * math.pi / 360, 2.4
 
 
 @dataclass(frozen=True)
-class CartPoleTask(TaskBatch):
+class CartPoleTask(PhysicsTask):
     """A batch of physics settings, each `[T]` float: `length` (half pole length) in (0, 10],
     `pole_mass` in (0, 10], `cart_mass` in (0, 100], `gravity` in (0, 100]."""
 
@@ -44,41 +42,19 @@ class CartPoleTask(TaskBatch):
     cart_mass: torch.Tensor
     gravity: torch.Tensor
 
-    def __post_init__(self) -> None:
-        t = (
-            self.length.shape[0]
-            if isinstance(self.length, torch.Tensor) and self.length.dim()
-            else None
-        )
-        for name, (_, high) in PARAMS.items():
-            value = getattr(self, name)
-            check_task_tensor(f"CartPoleTask.{name}", value, (t,))
-            check_in_range(f"CartPoleTask.{name}", value, 0.0, high, low_open=True)
-
-    @staticmethod
-    def default(num_tasks: int = 1, device: torch.device | str = "cpu") -> CartPoleTask:
-        """Gymnasium's CartPole-v1 parameters, repeated `num_tasks` times."""
-        return CartPoleTask(
-            **{
-                k: torch.full((num_tasks,), d, dtype=torch.float64, device=device)
-                for k, (d, _) in PARAMS.items()
-            }
-        )
+    PARAMS = PARAMS
 
 
 @dataclass(frozen=True)
-class CartPoleConfig:
+class CartPoleConfig(PhysicsConfig):
+    PARAMS = PARAMS
     vary: list[str] = field(default_factory=lambda: list(PARAMS))
     """Parameters that vary per task (the others stay at Gymnasium's defaults)."""
-    train_scale: float = 2.0
-    """train/val: each varied parameter is default * s, log s ~ U[-log train_scale, log train_scale]."""
-    test_scale: float = 3.0
-    """test: s in the held-out band [1/test_scale, 1/train_scale] U [train_scale, test_scale]."""
     horizon: int = 500
     """Steps per episode (CartPole-v1: 500)."""
 
     def __post_init__(self) -> None:
-        check_physics(PARAMS, self.vary, self.train_scale, self.test_scale)
+        super().__post_init__()
         check_positive_int("horizon", self.horizon)
 
 
@@ -109,17 +85,7 @@ class CartPoleVectorEnv(TensorVectorEnv[CartPoleConfig, CartPoleTask]):
         cls, config: CartPoleConfig, split: str, num_tasks: int, generator: torch.Generator
     ) -> CartPoleTask:
         """Each field `[T]` float64 on the generator's device (see `sample_physics`)."""
-        values = sample_physics(
-            PARAMS,
-            config.vary,
-            split,
-            num_tasks,
-            generator,
-            config.train_scale,
-            config.test_scale,
-            generator.device,
-        )
-        return CartPoleTask(**values)
+        return sample_physics(CartPoleTask, config, split, num_tasks, generator)
 
     def _init_state(self) -> None:
         self.state = self._zeros(4, dtype=torch.float64)  # [N, 4]

@@ -13,62 +13,42 @@ import torch
 from gymnasium import spaces
 
 from envs.tensor.base import (
+    PhysicsConfig,
+    PhysicsTask,
     SingleEnvView,
     TensorVectorEnv,
-    check_in_range,
-    check_physics,
     check_positive_float,
     check_positive_int,
-    check_task_tensor,
     sample_physics,
 )
 from metarl.errors import UsageError
-from metarl.tasks import TaskBatch
 
 PARAMS: dict[str, tuple[float, float]] = {"mass": (1.0, 100.0), "length": (1.0, 100.0)}
 MAX_SPEED, MAX_TORQUE, DT = 8.0, 2.0, 0.05
 
 
 @dataclass(frozen=True)
-class PendulumTask(TaskBatch):
+class PendulumTask(PhysicsTask):
     """A batch of pendulums: `mass [T]` in (0, 100] kg and `length [T]` in (0, 100] m."""
 
     mass: torch.Tensor
     length: torch.Tensor
 
-    def __post_init__(self) -> None:
-        t = self.mass.shape[0] if isinstance(self.mass, torch.Tensor) and self.mass.dim() else None
-        for name, (_, high) in PARAMS.items():
-            value = getattr(self, name)
-            check_task_tensor(f"PendulumTask.{name}", value, (t,))
-            check_in_range(f"PendulumTask.{name}", value, 0.0, high, low_open=True)
-
-    @staticmethod
-    def default(num_tasks: int = 1, device: torch.device | str = "cpu") -> PendulumTask:
-        """Gymnasium's Pendulum-v1 parameters, repeated `num_tasks` times."""
-        return PendulumTask(
-            **{
-                k: torch.full((num_tasks,), d, dtype=torch.float64, device=device)
-                for k, (d, _) in PARAMS.items()
-            }
-        )
+    PARAMS = PARAMS
 
 
 @dataclass(frozen=True)
-class PendulumConfig:
+class PendulumConfig(PhysicsConfig):
+    PARAMS = PARAMS
     vary: list[str] = field(default_factory=lambda: list(PARAMS))
     """Parameters that vary per task (mass, length); the others stay at 1."""
-    train_scale: float = 2.0
-    """train/val: each varied parameter is default * s, log s ~ U[-log train_scale, log train_scale]."""
-    test_scale: float = 3.0
-    """test: s in the held-out band [1/test_scale, 1/train_scale] U [train_scale, test_scale]."""
     gravity: float = 10.0
     """Gravity, shared by all tasks (Pendulum-v1: 10)."""
     horizon: int = 200
     """Steps per episode (Pendulum-v1: 200)."""
 
     def __post_init__(self) -> None:
-        check_physics(PARAMS, self.vary, self.train_scale, self.test_scale)
+        super().__post_init__()
         if check_positive_float("gravity", self.gravity) > 100.0:
             raise UsageError(f"gravity: must lie in (0, 100], got {self.gravity}")
         check_positive_int("horizon", self.horizon)
@@ -105,17 +85,7 @@ class PendulumVectorEnv(TensorVectorEnv[PendulumConfig, PendulumTask]):
         cls, config: PendulumConfig, split: str, num_tasks: int, generator: torch.Generator
     ) -> PendulumTask:
         """Each field `[T]` float64 on the generator's device (see `sample_physics`)."""
-        values = sample_physics(
-            PARAMS,
-            config.vary,
-            split,
-            num_tasks,
-            generator,
-            config.train_scale,
-            config.test_scale,
-            generator.device,
-        )
-        return PendulumTask(**values)
+        return sample_physics(PendulumTask, config, split, num_tasks, generator)
 
     def _init_state(self) -> None:
         self.state = self._zeros(2, dtype=torch.float64)  # [N, 2]
