@@ -181,3 +181,23 @@ def test_omniglot_episode_rotated_classes(omniglot) -> None:
     ep = sample_episodes(pool, 20, 1, 5, 8, torch.Generator().manual_seed(0))
     assert ep.support_x.shape == (8, 20, 1, 28, 28) and ep.query_x.shape == (8, 100, 1, 28, 28)
     assert 0.0 <= ep.query_x.min() and ep.query_x.max() <= 1.0
+
+
+def test_episode_select_slices_every_tensor_and_keeps_ways_and_shots():
+    from metarl.fewshot.episode import Episode
+
+    g = torch.Generator().manual_seed(0)
+    ep = Episode(
+        torch.rand(4, 6, 1, 2, 2, generator=g),
+        torch.randint(0, 3, (4, 6), generator=g),
+        torch.rand(4, 3, 1, 2, 2, generator=g),
+        torch.randint(0, 3, (4, 3), generator=g),
+        ways=3,
+        shots=2,
+    )
+    one, last, some = ep.select(1), ep.select(-1), ep.select(torch.tensor([0, 2]))
+    assert len(one) == len(last) == 1 and len(some) == 2 and (one.ways, one.shots) == (3, 2)
+    assert torch.equal(one.query_x[0], ep.query_x[1]) and torch.equal(
+        last.support_y[0], ep.support_y[3]
+    )
+    assert torch.equal(some.support_x, ep.support_x[[0, 2]])

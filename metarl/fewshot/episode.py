@@ -36,25 +36,13 @@ class Episode:
         n = k * self.ways
         return self.support_x[:, :n], self.support_y[:, :n]
 
-    def task(self, i: int) -> Episode:
-        """Task `i` alone, keeping a task axis of 1."""
-        s = slice(i, i + 1)
-        return Episode(
-            self.support_x[s],
-            self.support_y[s],
-            self.query_x[s],
-            self.query_y[s],
-            self.ways,
-            self.shots,
-        )
+    def __len__(self) -> int:
+        return self.num_tasks
 
-    def chunk(self, start: int, stop: int) -> Episode:
-        s = slice(start, stop)
-        return Episode(
-            self.support_x[s],
-            self.support_y[s],
-            self.query_x[s],
-            self.query_y[s],
-            self.ways,
-            self.shots,
-        )
+    def select(self, index: int | slice | torch.Tensor) -> Episode:
+        """A sub-batch of tasks, as `metarl.tasks.TaskBatch.select`: an int keeps the task
+        axis (`T = 1`); a slice or an index tensor selects several."""
+        if isinstance(index, int):
+            index = slice(index % self.num_tasks, index % self.num_tasks + 1)
+        x = (self.support_x, self.support_y, self.query_x, self.query_y)
+        return Episode(*(t[index] for t in x), self.ways, self.shots)
