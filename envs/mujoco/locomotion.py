@@ -3,15 +3,18 @@
 Every env is a Gymnasium `HalfCheetahEnv` / `AntEnv` whose task is data applied at reset,
 without recompiling the model:
 
-    env.reset(seed=0, options={"task": VelocityTask(torch.tensor([1.5]))})   # or {"velocity": 1.5}
+    env.reset(seed=0, options={"tasks": VelocityTask(torch.tensor([1.5]))})  # or {"velocity": 1.5}
 
-Episode and trial boundaries. A reset *with* a task starts a new trial (a new task); a reset
-without one starts a new episode of the same task (RL² keeps its memory across those). The
-task persists until replaced; it starts as the `task` constructor argument (default below).
+Episode and trial boundaries. A reset *with* a task, `options={"tasks": tasks}` (a batch of
+one task, or a mapping of its fields; `"tasks"` is the one reset key of every env here),
+starts a new trial (a new task); a reset without one starts a new episode of the same task
+(RL² keeps its memory across those). The task persists until replaced; it starts as the
+`task` constructor argument (default below).
 Horizon: 200 steps (`max_episode_steps` of the registered ids, as MAML / ProMP / PEARL).
 HalfCheetah never terminates; Ant terminates when unhealthy (torso height outside
 [0.2, 1.0] m or a non-finite state), as Gymnasium's Ant-v5. Gymnasium's `TimeLimit`
-truncates at the horizon; there is no autoreset in the single env.
+truncates at the horizon; there is no autoreset in the single env (`BatchedMujocoEnv` resets
+finished copies in the same step).
 
 Observations are those of the v5 envs (float64): HalfCheetah `[17]` = qpos[1:] (8) + qvel (9);
 Ant `[105]` = qpos[2:] (13) + qvel (14) + clip(cfrc_ext[1:], -1, 1) (78). They never contain
@@ -64,6 +67,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import mujoco
 import numpy as np
+import torch
 from gymnasium.envs.mujoco.ant_v5 import AntEnv  # noqa: E402
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv  # noqa: E402
 from gymnasium.utils import EzPickle  # noqa: E402
@@ -126,10 +130,10 @@ class _TaskEnv:
     def _set_task(self, task: Any) -> None:
         if task.num_tasks != 1:
             raise UsageError(
-                f"a single env takes one task; got {task.num_tasks} (index one: tasks[i])"
+                f"a single env takes one task; got {task.num_tasks} (pick one: tasks.select(i))"
             )
         self._task = task
-        self._params = task.params()  # [1, P]
+        self._params = task.features(torch.float64).cpu().numpy()  # [1, P]
         self._p = tuple(float(x) for x in self._params[0])  # the same, as Python floats
         self.apply_task(self.model, self._params[0])
         self._z0 = self.z_offset(self._params[0])
@@ -363,8 +367,8 @@ class HalfCheetahSlopeEnv(_Cheetah):
 class AntDirEnv(_Ant):
     """Ant rewarded for velocity along a heading angle (task: `HeadingTask`, default 0 = +x).
 
-    2-D directions U[0, 2 pi) by default; `AntDirDistribution(forward_backward=True)` gives
-    MAML's / ProMP's forward-or-backward ant. Reward v_xy . (cos a, sin a) + healthy
+    2-D directions U[0, 2 pi) by default; `AntDirConfig(forward_backward=True)` gives MAML's /
+    ProMP's forward-or-backward ant. Reward v_xy . (cos a, sin a) + healthy
     - 0.5 |a|^2 - 5e-4 contact (Ant-v5 weights). Horizon 200; terminates when unhealthy.
     """
 
