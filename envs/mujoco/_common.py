@@ -12,6 +12,7 @@ import torch
 
 # Importing `metarl` (here for its errors) selects headless EGL rendering before `mujoco` is
 # imported, unless the user chose a GL backend or has a display (`metarl/__init__.py`).
+from envs.mujoco.tasks import MujocoTask
 from metarl.errors import UsageError
 
 import mujoco  # isort: skip  (after metarl: MuJoCo reads MUJOCO_GL when first imported)
@@ -68,8 +69,10 @@ def check_actions(
 
 
 def task_option(
-    options: dict[str, Any] | None, task_cls: type, allowed: tuple[str, ...] = ("tasks",)
-) -> Any:
+    options: dict[str, Any] | None,
+    task_cls: type[MujocoTask],
+    allowed: tuple[str, ...] = ("tasks",),
+) -> MujocoTask | None:
     """The validated task batch of `options["tasks"]`, or None; unknown keys are rejected."""
     if options is None:
         return None

@@ -134,7 +134,6 @@ class BatchedMujocoEnv(VectorEnv):
         self._pos = np.zeros((num_envs, 2 if self._ant else 1))
         nb = template.model.nbody - 1
         self._cfrc = np.zeros((num_envs, nb, 6)) if self._ant else None
-        self._obs = np.zeros((num_envs,) + self.single_observation_space.shape)
         self._t = np.zeros(num_envs, dtype=np.int64)
         self._rngs: list[np.random.Generator | None] = [None] * num_envs
         self._started = False  # every copy reset at least once (has a generator)
@@ -211,15 +210,15 @@ class BatchedMujocoEnv(VectorEnv):
                 self._rngs[i], _ = seeding.np_random(seeds[i])
         self._reset_copies(mask)
         self._started = all(r is not None for r in self._rngs)
-        self._obs = self._cls.observe(self._qpos, self._qvel, self._cfrc)
-        return self._obs.copy(), {}
+        return self._cls.observe(self._qpos, self._qvel, self._cfrc), {}
 
     def _reset_copies(self, mask: np.ndarray) -> None:
         """Start a new episode in the copies of `mask` `[N]` with their own generators."""
-        for i in np.flatnonzero(mask):
-            m, d = self.models[i], self.datas[i]
+        for i in np.flatnonzero(mask).tolist():
+            m, d, rng = self.models[i], self.datas[i], self._rngs[i]
+            assert rng is not None  # every reset gives a copy its generator first
             mujoco.mj_resetData(m, d)
-            qpos, qvel = reset_state(self._rngs[i], self._qpos0, self._qvel0, self._z0[i])
+            qpos, qvel = reset_state(rng, self._qpos0, self._qvel0, self._z0[i])
             d.qpos[:] = qpos
             d.qvel[:] = qvel
             mujoco.mj_forward(m, d)
@@ -238,7 +237,7 @@ class BatchedMujocoEnv(VectorEnv):
     def _read(self, i: int, d: mujoco.MjData) -> None:
         self._qpos[i] = d.qpos
         self._qvel[i] = d.qvel
-        if self._ant:
+        if self._cfrc is not None:  # the Ant
             self._pos[i] = d.xpos[1, :2]
             self._cfrc[i] = d.cfrc_ext[1:]
         else:
@@ -279,8 +278,7 @@ class BatchedMujocoEnv(VectorEnv):
             obs[done] = self._cls.observe(
                 self._qpos[done], self._qvel[done], None if self._cfrc is None else self._cfrc[done]
             )
-        self._obs = obs
-        return obs.copy(), reward, terminated, truncated, info
+        return obs, reward, terminated, truncated, info
 
     def _step_copies(self, idx: np.ndarray, a: np.ndarray) -> None:
         """Step copies `idx` (run by one thread; each copy's model, data and rows are its own)."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Generic, Literal, TypeVar
+from typing import ClassVar, Generic, Literal, TypeVar, cast
 
 import gymnasium
 import torch
@@ -48,11 +48,12 @@ from envs.mujoco.tasks import (
 )
 from metarl.contracts import SPLITS, check_split
 from metarl.errors import UsageError
+from metarl.tasks import TaskBatch
 
 SLOPE_SPLITS = (*SPLITS, "test_beyond")
 
 ConfigT = TypeVar("ConfigT")
-TaskT = TypeVar("TaskT")
+TaskT = TypeVar("TaskT", bound=TaskBatch)
 
 
 @functools.cache
@@ -82,7 +83,7 @@ class MujocoFamily(Generic[ConfigT, TaskT]):
 
     def __init__(self, config: ConfigT | None = None, device: torch.device | str = "cpu"):
         if config is None:
-            config = self.config_cls()
+            config = cast(ConfigT, self.config_cls())
         if not isinstance(config, self.config_cls):
             raise UsageError(
                 f"{type(self).__name__} takes a {self.config_cls.__name__}; "
@@ -106,7 +107,7 @@ class MujocoFamily(Generic[ConfigT, TaskT]):
         """`num_tasks` tasks of `split`, drawn with `generator` only, on `self.device`."""
         check_split(split, self.splits)
         _positive_int("num_tasks", num_tasks)
-        return self.draw(split, num_tasks, generator).to(self.device)  # type: ignore[attr-defined]
+        return self.draw(split, num_tasks, generator).to(self.device)
 
     def make_env(
         self,

@@ -23,13 +23,15 @@ Families, their sources and ranges (the env docstrings in `locomotion.py` give r
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
 
 from metarl.errors import UsageError
 from metarl.tasks import TaskBatch
+
+_TaskT = TypeVar("_TaskT", bound="MujocoTask")
 
 MAX_SLOPE_DEG = 30.0
 """Slopes must satisfy |angle| < 30 degrees: beyond it the robots cannot stand still."""
@@ -40,8 +42,8 @@ TERRAIN_MAX_GRADE = 0.3
 TERRAIN_MAX_HILL = 0.5
 
 
-class _TaskBase(TaskBatch):
-    """What every MuJoCo task batch adds to `TaskBatch`: validation and `coerce`."""
+class MujocoTask(TaskBatch):
+    """Base of the MuJoCo task batches: what they add to `TaskBatch` (validation, `coerce`)."""
 
     family: ClassVar[str] = ""
     limits: ClassVar[dict[str, tuple[float, float]]] = {}
@@ -51,7 +53,7 @@ class _TaskBase(TaskBatch):
         self.validate()
 
     @classmethod
-    def coerce(cls, value: Any) -> Any:
+    def coerce(cls: type[_TaskT], value: Any) -> _TaskT:
         """A task batch of this family from a batch or a mapping of its fields (validated)."""
         if isinstance(value, cls):
             return value
@@ -108,7 +110,7 @@ def _check_range(
 
 
 @dataclass(frozen=True)
-class VelocityTask(_TaskBase):
+class VelocityTask(MujocoTask):
     """HalfCheetahVel: `velocity [T]`, target forward velocity in m/s (valid |v| <= 5)."""
 
     velocity: torch.Tensor
@@ -117,7 +119,7 @@ class VelocityTask(_TaskBase):
 
 
 @dataclass(frozen=True)
-class DirectionTask(_TaskBase):
+class DirectionTask(MujocoTask):
     """HalfCheetahDir: `direction [T]`, +1 run forward (+x), -1 run backward."""
 
     direction: torch.Tensor
@@ -130,7 +132,7 @@ class DirectionTask(_TaskBase):
 
 
 @dataclass(frozen=True)
-class HeadingTask(_TaskBase):
+class HeadingTask(MujocoTask):
     """AntDir: `angle [T]` in radians; the ant is rewarded for velocity along (cos, sin)."""
 
     angle: torch.Tensor
@@ -138,7 +140,7 @@ class HeadingTask(_TaskBase):
 
 
 @dataclass(frozen=True)
-class GoalTask(_TaskBase):
+class GoalTask(MujocoTask):
     """AntGoal: `goal [T, 2]`, the x-y goal in metres (valid norm <= 10)."""
 
     goal: torch.Tensor
@@ -156,7 +158,7 @@ class GoalTask(_TaskBase):
 
 
 @dataclass(frozen=True)
-class SlopeTask(_TaskBase):
+class SlopeTask(MujocoTask):
     """Slope: `angle_deg [T]`, the floor rises along +x by this angle (valid |angle| < 30)."""
 
     angle_deg: torch.Tensor
@@ -168,7 +170,7 @@ class SlopeTask(_TaskBase):
 
 
 @dataclass(frozen=True)
-class TerrainTask(_TaskBase):
+class TerrainTask(MujocoTask):
     """HalfCheetahTerrain: a height profile h(x) along the running direction, in metres.
 
     h(x) = grade * clip(x - ramp_start, 0, ramp_length)
