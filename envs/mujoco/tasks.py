@@ -48,6 +48,8 @@ class MujocoTask(TaskBatch):
     family: ClassVar[str] = ""
     limits: ClassVar[dict[str, tuple[float, float]]] = {}
     """Closed ranges `[low, high]` of fields (checked by `validate`)."""
+    abs_below: ClassVar[dict[str, float]] = {}
+    """Open bounds `|field| < bound` (checked by `validate`)."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -98,6 +100,8 @@ class MujocoTask(TaskBatch):
             raise UsageError(f"{self.family} task fields need one common task count T >= 1")
         for name, (low, high) in self.limits.items():
             _check_range(name, getattr(self, name), low, high)
+        for name, bound in self.abs_below.items():
+            _check_range(name, getattr(self, name), -bound, bound, open_=True)
 
 
 def _check_range(
@@ -163,10 +167,7 @@ class SlopeTask(MujocoTask):
 
     angle_deg: torch.Tensor
     family: ClassVar[str] = "Slope"
-
-    def validate(self) -> None:
-        super().validate()
-        _check_range("angle_deg", self.angle_deg, -MAX_SLOPE_DEG, MAX_SLOPE_DEG, open_=True)
+    abs_below: ClassVar[dict[str, float]] = {"angle_deg": MAX_SLOPE_DEG}
 
 
 @dataclass(frozen=True)

@@ -169,20 +169,6 @@ def test_terrain_profile_matches_formula() -> None:
     np.testing.assert_allclose(h, [0.0, 0.2, 0.4, 0.4, 0.7, 0.4 + 0.15])
 
 
-@pytest.mark.parametrize(
-    "env_id,task",
-    [
-        ("metarl/HalfCheetahSlope-v0", SlopeTask(torch.tensor([-8.0, 12.0], dtype=torch.float64))),
-        (
-            "metarl/HalfCheetahTerrain-v0",
-            TerrainDistribution().sample("train", 2, torch.Generator().manual_seed(0)),
-        ),
-        ("metarl/AntGoal-v0", None),
-        ("metarl/HalfCheetahVel-v0", VelocityTask(torch.tensor([0.5, 1.7], dtype=torch.float64))),
-        ("metarl/HalfCheetahDir-v0", DirectionTask(torch.tensor([1.0, -1.0], dtype=torch.float64))),
-        ("metarl/AntDir-v0", HeadingTask(torch.tensor([0.3, 2.5], dtype=torch.float64))),
-    ],
-)
 def _batched_vs_singles(
     env_id: str, tasks, n: int, steps: int, horizon: int, actions
 ) -> tuple[np.ndarray, np.ndarray]:
