@@ -44,12 +44,12 @@ DISTRIBUTIONS: dict[str, Any] = {
     "gridworld": "envs.tensor.gridworld:GridGameVectorEnv",
     "cartpole": "envs.tensor.cartpole:CartPoleVectorEnv",
     "pendulum": "envs.tensor.pendulum:PendulumVectorEnv",
-    "half_cheetah_vel": "envs.mujoco.tasks:HalfCheetahVelConfig:build_half_cheetah_vel",
-    "half_cheetah_dir": "envs.mujoco.tasks:HalfCheetahDirConfig:build_half_cheetah_dir",
-    "ant_dir": "envs.mujoco.tasks:AntDirConfig:build_ant_dir",
-    "ant_goal": "envs.mujoco.tasks:AntGoalConfig:build_ant_goal",
-    "slope": "envs.mujoco.tasks:SlopeConfig:build_slope",
-    "terrain": "envs.mujoco.tasks:TerrainConfig:build_terrain",
+    "half_cheetah_vel": "envs.mujoco.families:HalfCheetahVelConfig:HalfCheetahVelDistribution",
+    "half_cheetah_dir": "envs.mujoco.families:HalfCheetahDirConfig:HalfCheetahDirDistribution",
+    "ant_dir": "envs.mujoco.families:AntDirConfig:AntDirDistribution",
+    "ant_goal": "envs.mujoco.families:AntGoalConfig:AntGoalDistribution",
+    "slope": "envs.mujoco.families:SlopeConfig:SlopeDistribution",
+    "terrain": "envs.mujoco.families:TerrainConfig:TerrainDistribution",
 }
 
 LEARNERS: dict[str, Any] = {

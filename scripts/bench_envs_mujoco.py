@@ -48,7 +48,7 @@ def _actions(space: gym.spaces.Box, n: int, seed: int) -> np.ndarray:
 
 def _single_rate(env_id: str, steps: int) -> float:
     env = gym.make(env_id, max_episode_steps=None).unwrapped  # no wrappers: the physics cost
-    kwargs = {"options": {"task": {"angle_deg": 5.0}}} if "Slope" in env_id else {}
+    kwargs = {"options": {"tasks": {"angle_deg": 5.0}}} if "Slope" in env_id else {}
     env.reset(seed=0, **kwargs)
     actions = _actions(env.action_space, steps, 0)
     start = time.perf_counter()
@@ -77,10 +77,8 @@ def _vector_rate(vec: gym.vector.VectorEnv, steps: int, n: int) -> float:
     vec.reset(seed=0)
     actions = _actions(vec.single_action_space, steps * n, 1).reshape((steps, n, -1))
     start = time.perf_counter()
-    for a in actions:
-        _, _, term, trunc, _ = vec.step(a)
-        if isinstance(vec, BatchedMujocoEnv) and (term | trunc).any():
-            vec.reset(options={"reset_mask": term | trunc})
+    for a in actions:  # both autoreset (BatchedMujocoEnv in the same step)
+        vec.step(a)
     return steps * n / (time.perf_counter() - start)
 
 

@@ -19,9 +19,9 @@ pytest.importorskip("mujoco")
 
 from agents.rollout import make_batched_env  # noqa: E402
 from agents.video import record_episodes, side_by_side  # noqa: E402
+from envs.mujoco import SlopeDistribution  # noqa: E402
 from envs.mujoco.batched import BatchedMujocoEnv  # noqa: E402
 from envs.mujoco.locomotion import HalfCheetahTerrainEnv  # noqa: E402
-from envs.mujoco.tasks import SlopeDistribution  # noqa: E402
 from envs.tensor import Navigation2DDistribution  # noqa: E402
 from metarl import registry  # noqa: E402
 from metarl.cli import main  # noqa: E402
@@ -85,11 +85,11 @@ def test_render_shows_the_task_and_follows_the_robot():
     flat = HalfCheetahTerrainEnv.default_task
     hill = {**flat, "hill_center": [1.5], "hill_height": [0.5], "hill_width": [0.6]}
     env = BatchedMujocoEnv("metarl/HalfCheetahTerrain-v0", 1, num_threads=1)
-    env.reset(seed=0, options={"task": flat})
+    env.reset(seed=0, options={"tasks": flat})
     img_flat = env.render_copy(0)
     assert img_flat.shape == (120, 160, 3) and img_flat.dtype == np.uint8
     assert img_flat.std() > 10  # a scene, not a blank buffer
-    env.reset(seed=0, options={"task": hill})
+    env.reset(seed=0, options={"tasks": hill})
     # a new task rewrites the height field; the renderer must show the new one
     img_hill = env.render_copy(0)
     assert np.abs(img_hill.astype(int) - img_flat.astype(int)).mean() > 1
@@ -98,7 +98,7 @@ def test_render_shows_the_task_and_follows_the_robot():
     env.close()
     # the tracking camera keeps the cheetah in view: its tan body pixels stay in the middle
     env = BatchedMujocoEnv("metarl/HalfCheetahSlope-v0", 1, num_threads=1)
-    env.reset(seed=0, options={"task": {"angle_deg": -25.0}})  # steep downhill: it slides away
+    env.reset(seed=0, options={"tasks": {"angle_deg": -25.0}})  # steep downhill: it slides away
 
     def body_pixels(img: np.ndarray) -> tuple[int, int]:
         i = img.astype(int)

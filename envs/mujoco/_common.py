@@ -8,9 +8,11 @@ import math
 from typing import Any
 
 import numpy as np
+import torch
 
 # Importing `metarl` (here for its errors) selects headless EGL rendering before `mujoco` is
 # imported, unless the user chose a GL backend or has a display (`metarl/__init__.py`).
+from envs.mujoco.tasks import MujocoTask
 from metarl.errors import UsageError
 
 import mujoco  # isort: skip  (after metarl: MuJoCo reads MUJOCO_GL when first imported)
@@ -40,10 +42,13 @@ def check_actions(
 ) -> np.ndarray:
     """Validate and clip actions; returns a new float64 array of `shape` (`[nu]` or `[B, nu]`).
 
-    Contract: wrong shapes and NaN/inf are rejected with `UsageError`; finite actions outside
-    the Box are clipped to it (as MuJoCo's `ctrlrange` would), and the control cost is paid on
-    the clipped action.
+    `actions`: a numpy array, a torch tensor (any device) or a nested list. Contract: wrong
+    shapes and NaN/inf are rejected with `UsageError`; finite actions outside the Box are
+    clipped to it (as MuJoCo's `ctrlrange` would), and the control cost is paid on the
+    clipped action.
     """
+    if isinstance(actions, torch.Tensor):
+        actions = actions.detach().cpu().numpy()  # then float64 below (exact from float32)
     if type(actions) is np.ndarray and actions.shape == shape:
         a = actions.astype(np.float64)  # fast path (every step): a fresh float64 copy
     else:
@@ -64,9 +69,11 @@ def check_actions(
 
 
 def task_option(
-    options: dict[str, Any] | None, task_cls: type, allowed: tuple[str, ...] = ("task",)
-) -> Any:
-    """The validated task of `options["task"]`, or None; unknown option keys are rejected."""
+    options: dict[str, Any] | None,
+    task_cls: type[MujocoTask],
+    allowed: tuple[str, ...] = ("tasks",),
+) -> MujocoTask | None:
+    """The validated task batch of `options["tasks"]`, or None; unknown keys are rejected."""
     if options is None:
         return None
     if not isinstance(options, dict):
@@ -76,6 +83,6 @@ def task_option(
         raise UsageError(
             f"unknown reset option {unknown[0]!r}; valid options: {', '.join(allowed)}"
         )
-    if options.get("task") is None:
+    if options.get("tasks") is None:
         return None
-    return task_cls.coerce(options["task"])
+    return task_cls.coerce(options["tasks"])

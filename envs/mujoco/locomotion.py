@@ -3,15 +3,18 @@
 Every env is a Gymnasium `HalfCheetahEnv` / `AntEnv` whose task is data applied at reset,
 without recompiling the model:
 
-    env.reset(seed=0, options={"task": VelocityTask(torch.tensor([1.5]))})   # or {"velocity": 1.5}
+    env.reset(seed=0, options={"tasks": VelocityTask(torch.tensor([1.5]))})  # or {"velocity": 1.5}
 
-Episode and trial boundaries. A reset *with* a task starts a new trial (a new task); a reset
-without one starts a new episode of the same task (RL² keeps its memory across those). The
-task persists until replaced; it starts as the `task` constructor argument (default below).
+Episode and trial boundaries. A reset *with* a task, `options={"tasks": tasks}` (a batch of
+one task, or a mapping of its fields; `"tasks"` is the one reset key of every env here),
+starts a new trial (a new task); a reset without one starts a new episode of the same task
+(RL² keeps its memory across those). The task persists until replaced; it starts as the
+`task` constructor argument (default below).
 Horizon: 200 steps (`max_episode_steps` of the registered ids, as MAML / ProMP / PEARL).
 HalfCheetah never terminates; Ant terminates when unhealthy (torso height outside
 [0.2, 1.0] m or a non-finite state), as Gymnasium's Ant-v5. Gymnasium's `TimeLimit`
-truncates at the horizon; there is no autoreset in the single env.
+truncates at the horizon; there is no autoreset in the single env (`BatchedMujocoEnv` resets
+finished copies in the same step).
 
 Observations are those of the v5 envs (float64): HalfCheetah `[17]` = qpos[1:] (8) + qvel (9);
 Ant `[105]` = qpos[2:] (13) + qvel (14) + clip(cfrc_ext[1:], -1, 1) (78). They never contain
@@ -64,8 +67,11 @@ from typing import Any, ClassVar, NamedTuple
 
 import mujoco
 import numpy as np
+import torch
 from gymnasium.envs.mujoco.ant_v5 import AntEnv  # noqa: E402
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv  # noqa: E402
+from gymnasium.envs.mujoco.mujoco_env import MujocoEnv  # noqa: E402
+from gymnasium.spaces import Box  # noqa: E402
 from gymnasium.utils import EzPickle  # noqa: E402
 
 from envs.mujoco._common import check_actions, task_option  # (envs/mujoco/__init__ set MUJOCO_GL)
@@ -73,6 +79,7 @@ from envs.mujoco.tasks import (  # noqa: E402
     DirectionTask,
     GoalTask,
     HeadingTask,
+    MujocoTask,
     SlopeTask,
     TerrainTask,
     VelocityTask,
@@ -109,27 +116,40 @@ def reset_state(
     return qpos, qvel
 
 
-class _TaskEnv:
+class _TaskEnv(MujocoEnv, EzPickle):
     """What every family adds to its Gymnasium base: task handling and the batched kernels."""
 
-    task_cls: ClassVar[type]
+    task_cls: ClassVar[type[MujocoTask]]
     default_task: ClassVar[dict[str, Any]]
     robot: ClassVar[str]
 
+    def __init__(self, task: Any = None, **kwargs: Any):
+        """`task`: the initial task (a batch of one, or a mapping of its fields); `kwargs` go
+        to the Gymnasium base env (`render_mode`, `width`, ...)."""
+        self._init_base(**kwargs)
+        EzPickle.__init__(self, task=task, **kwargs)
+        self._setup_task(task)
+
+    def _init_base(self, **kwargs: Any) -> None:
+        """Initialise the Gymnasium base env (HalfCheetah-v5 / Ant-v5 with our weights)."""
+        raise NotImplementedError
+
     def _setup_task(self, task: Any) -> None:
-        self._low = self.action_space.low.astype(np.float64)
-        self._high = self.action_space.high.astype(np.float64)
+        space = self.action_space
+        assert isinstance(space, Box)
+        self._low = space.low.astype(np.float64)
+        self._high = space.high.astype(np.float64)
         self._ashape = (self.model.nu,)
         self._dt = self.dt  # = timestep * frame_skip, as BatchedMujocoEnv's
         self._set_task(self.task_cls.coerce(self.default_task if task is None else task))
 
-    def _set_task(self, task: Any) -> None:
+    def _set_task(self, task: MujocoTask) -> None:
         if task.num_tasks != 1:
             raise UsageError(
-                f"a single env takes one task; got {task.num_tasks} (index one: tasks[i])"
+                f"a single env takes one task; got {task.num_tasks} (pick one: tasks.select(i))"
             )
         self._task = task
-        self._params = task.params()  # [1, P]
+        self._params = task.features(torch.float64).cpu().numpy()  # [1, P]
         self._p = tuple(float(x) for x in self._params[0])  # the same, as Python floats
         self.apply_task(self.model, self._params[0])
         self._z0 = self.z_offset(self._params[0])
@@ -154,6 +174,10 @@ class _TaskEnv:
         self.set_state(qpos, qvel)
         return self._obs_now()
 
+    def _obs_now(self) -> np.ndarray:
+        """The observation `[obs_dim]` of the current state."""
+        raise NotImplementedError
+
     # --- kernels shared with BatchedMujocoEnv (all arrays batched `[B, ...]`) ---------------
     @staticmethod
     def apply_task(model: mujoco.MjModel, params: np.ndarray) -> None:
@@ -163,20 +187,30 @@ class _TaskEnv:
     def z_offset(params: np.ndarray) -> float:
         return 0.0
 
+    @staticmethod
+    def observe(qpos: np.ndarray, qvel: np.ndarray, cfrc: np.ndarray | None) -> np.ndarray:
+        """Observations `[B, obs_dim]` of batched states (robot-specific)."""
+        raise NotImplementedError
+
+    @classmethod
+    def reward(
+        cls, pos0: np.ndarray, snap: Snapshot, action: np.ndarray, params: np.ndarray, dt: float
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Reward `[B]`, terminated `[B]` and reward terms `[B]` each (robot-specific)."""
+        raise NotImplementedError
+
 
 class _Cheetah(_TaskEnv, HalfCheetahEnv):
     robot = "half_cheetah"
     ctrl_weight: ClassVar[float] = 0.1
 
-    def __init__(self, task: Any = None, **kwargs: Any):
+    def _init_base(self, **kwargs: Any) -> None:
         HalfCheetahEnv.__init__(self, ctrl_cost_weight=self.ctrl_weight, **kwargs)
-        EzPickle.__init__(self, task=task, **kwargs)
-        self._setup_task(task)
 
     def _obs_now(self) -> np.ndarray:
         return self.observe(self.data.qpos[None], self.data.qvel[None], None)[0]
 
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:  # type: ignore[override]  # Gymnasium annotates float64 rewards
         # The scalar twin of the batched kernels `reward` / `observe` below (same IEEE
         # operations in the same order, so the same numbers; tested against BatchedMujocoEnv),
         # without Gymnasium's `do_simulation` checks. `mj_rnePostConstraint` is skipped: no
@@ -227,17 +261,15 @@ class _Ant(_TaskEnv, AntEnv):
     contact_weight: ClassVar[float] = 5e-4
     healthy_z: ClassVar[tuple[float, float]] = (0.2, 1.0)
 
-    def __init__(self, task: Any = None, **kwargs: Any):
+    def _init_base(self, **kwargs: Any) -> None:
         AntEnv.__init__(self, **kwargs)
-        EzPickle.__init__(self, task=task, **kwargs)
-        self._setup_task(task)
 
     def _obs_now(self) -> np.ndarray:
         return self.observe(
             self.data.qpos[None], self.data.qvel[None], self.data.cfrc_ext[None, 1:]
         )[0]
 
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:  # type: ignore[override]  # Gymnasium annotates float64 rewards
         a = check_actions(action, self._low, self._high, self._ashape)
         d = self.data
         pos0 = d.xpos[None, 1, :2].copy()
@@ -363,8 +395,8 @@ class HalfCheetahSlopeEnv(_Cheetah):
 class AntDirEnv(_Ant):
     """Ant rewarded for velocity along a heading angle (task: `HeadingTask`, default 0 = +x).
 
-    2-D directions U[0, 2 pi) by default; `AntDirDistribution(forward_backward=True)` gives
-    MAML's / ProMP's forward-or-backward ant. Reward v_xy . (cos a, sin a) + healthy
+    2-D directions U[0, 2 pi) by default; `AntDirConfig(forward_backward=True)` gives MAML's /
+    ProMP's forward-or-backward ant. Reward v_xy . (cos a, sin a) + healthy
     - 0.5 |a|^2 - 5e-4 contact (Ant-v5 weights). Horizon 200; terminates when unhealthy.
     """
 
@@ -474,7 +506,7 @@ class HalfCheetahTerrainEnv(_Cheetah):
             mujoco.mjr_uploadHField(self.model, viewer.con, 0)
 
 
-ENV_CLASSES: dict[str, type] = {
+ENV_CLASSES: dict[str, type[_TaskEnv]] = {
     "metarl/HalfCheetahVel-v0": HalfCheetahVelEnv,
     "metarl/HalfCheetahDir-v0": HalfCheetahDirEnv,
     "metarl/AntDir-v0": AntDirEnv,

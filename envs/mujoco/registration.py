@@ -1,8 +1,9 @@
 """Gymnasium ids of the MuJoCo task families (entry points are imported lazily by name).
 
 `gymnasium.make("metarl/HalfCheetahSlope-v0")` gives the single env (horizon 200 through
-`TimeLimit`); `gymnasium.make_vec(id, num_envs=n)` gives `BatchedMujocoEnv` (no autoreset, see
-`envs.mujoco.batched`); pass `vectorization_mode="sync"` for a `SyncVectorEnv` instead.
+`TimeLimit`); `gymnasium.make_vec(id, num_envs=n)` gives `BatchedMujocoEnv` (same-step
+autoreset, see `envs.mujoco.batched`); pass `vectorization_mode="sync"` for a `SyncVectorEnv`
+instead.
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ def test_mujoco_sampler_equals_single_gymnasium_envs():
     traj = rollout(env, tasks, MLPActor(policy, None, deterministic=True), 2, seed=5)
     for i in range(4):
         single = gymnasium.make(dist.env_id, max_episode_steps=4)
-        obs, _ = single.reset(seed=5 + i, options={"task": tasks[i // 2]})
+        obs, _ = single.reset(seed=5 + i, options={"tasks": tasks.select(i // 2)})
         for j in range(2):
             for s in range(4):
                 o = torch.as_tensor(obs, dtype=torch.float32)

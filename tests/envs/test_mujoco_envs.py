@@ -1,4 +1,5 @@
-"""MuJoCo task families: env checker, task honoured, batched == single, seeding, bad input."""
+"""MuJoCo task families: env checker, task honoured, batched == single (same-step autoreset
+== single envs reset by hand), the MetaRLDistribution contract, seeding, bad input."""
 
 from __future__ import annotations
 
@@ -11,6 +12,15 @@ gym = pytest.importorskip("gymnasium")
 
 from envs.mujoco import batched, register_mujoco_envs  # noqa: E402
 from envs.mujoco.batched import BatchedMujocoEnv  # noqa: E402
+from envs.mujoco.families import (  # noqa: E402
+    AntGoalConfig,
+    AntGoalDistribution,
+    HalfCheetahVelConfig,
+    HalfCheetahVelDistribution,
+    SlopeConfig,
+    SlopeDistribution,
+    TerrainDistribution,
+)
 from envs.mujoco.locomotion import (  # noqa: E402
     TERRAIN_X,
     AntDirEnv,
@@ -23,16 +33,24 @@ from envs.mujoco.locomotion import (  # noqa: E402
 from envs.mujoco.registration import ENV_IDS  # noqa: E402
 from envs.mujoco.tasks import (  # noqa: E402
     DirectionTask,
+    GoalTask,
     HeadingTask,
-    SlopeDistribution,
     SlopeTask,
-    TerrainDistribution,
     TerrainTask,
     VelocityTask,
 )
 from metarl.errors import UsageError  # noqa: E402
 
 register_mujoco_envs()
+
+_FLAT = {  # a flat TerrainTask as a mapping of its fields
+    "ramp_start": 0.0,
+    "ramp_length": 0.0,
+    "ramp_grade": 0.0,
+    "hill_center": [0.0],
+    "hill_height": [0.0],
+    "hill_width": [1.0],
+}
 
 
 @pytest.mark.parametrize("env_id", list(ENV_IDS))
@@ -63,7 +81,7 @@ def test_passive_cheetah_slides_downhill_on_both_signs_not_on_flat() -> None:
 
 def test_slope_sets_rotated_gravity() -> None:
     env = HalfCheetahSlopeEnv()
-    env.reset(options={"task": SlopeTask(torch.tensor([20.0], dtype=torch.float64))})
+    env.reset(options={"tasks": SlopeTask(torch.tensor([20.0], dtype=torch.float64))})
     g = env.model.opt.gravity
     assert np.isclose(np.linalg.norm(g), 9.81) and g[0] < 0 and g[1] == 0
     assert np.isclose(np.degrees(np.arctan2(-g[0], -g[2])), 20.0)
@@ -87,7 +105,7 @@ def test_velocity_and_direction_rewards_by_hand() -> None:
         (HalfCheetahDirEnv, {"direction": -1.0}, lambda v: -v),
     ]:
         env = cls()
-        env.reset(seed=1, options={"task": task})
+        env.reset(seed=1, options={"tasks": task})
         for a in actions:
             x0 = env.data.qpos[0]
             _, r, *_ = env.step(a)
@@ -108,7 +126,7 @@ def test_ant_direction_and_goal_rewards_by_hand() -> None:
         costs = 0.5 * np.sum(a**2) + 5e-4 * np.sum(np.clip(env.data.cfrc_ext[1:], -1, 1) ** 2)
         assert r == pytest.approx(v @ [np.cos(angle), np.sin(angle)] + 1.0 - costs, abs=1e-12)
     env = AntGoalEnv()
-    env.reset(seed=0, options={"task": {"goal": [-1.0, 2.0]}})
+    env.reset(seed=0, options={"tasks": {"goal": [-1.0, 2.0]}})
     for a in actions:
         _, r, *_ = env.step(a)
         dist = np.abs(env.data.xpos[1, :2] - [-1.0, 2.0]).sum()
@@ -135,7 +153,7 @@ def test_terrain_changes_hfield_and_contact_heights() -> None:
         "hill_height": [0.4],
         "hill_width": [4.0],
     }
-    env.reset(seed=0, options={"task": hill})
+    env.reset(seed=0, options={"tasks": hill})
     assert not np.array_equal(env.model.hfield_data, flat)
     for _ in range(30):
         env.step(np.zeros(6))
@@ -149,6 +167,40 @@ def test_terrain_profile_matches_formula() -> None:
     p = np.array([5.0, 4.0, 0.1, 20.0, 0.3, 2.0])
     h = TerrainTask.heights(p, np.array([0.0, 7.0, 9.0, 12.0, 20.0, 21.0]))
     np.testing.assert_allclose(h, [0.0, 0.2, 0.4, 0.4, 0.7, 0.4 + 0.15])
+
+
+def _batched_vs_singles(
+    env_id: str, tasks, n: int, steps: int, horizon: int, actions
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step a `BatchedMujocoEnv` (same-step autoreset) and `n` single `gymnasium.make(id)`
+    envs reset by hand right after each finished episode -- the old contract, where the
+    caller reset finished copies with `reset(options={"reset_mask": done})` -- and assert
+    equal observations, final observations, rewards and flags. `actions(t) -> [n, nu]`.
+    Returns the terminated and truncated flags `[steps, n]`."""
+    per = n // (tasks.num_tasks if tasks is not None else 1)
+    vec = BatchedMujocoEnv(env_id, n, max_episode_steps=horizon, envs_per_task=per)
+    assert (vec.num_tasks, vec.envs_per_task) == (n // per, per)
+    obs, _ = vec.reset(seed=7, options={"tasks": tasks} if tasks is not None else None)
+    singles = [gym.make(env_id, max_episode_steps=horizon) for _ in range(n)]
+    rows = []
+    for i, env in enumerate(singles):
+        opts = {"tasks": tasks.select(i // per)} if tasks is not None else None
+        rows.append(env.reset(seed=7 + i, options=opts)[0])
+    np.testing.assert_array_equal(obs, np.stack(rows))
+    flags = []
+    for t in range(steps):
+        a = actions(t)
+        obs, rew, term, trunc, info = vec.step(a)
+        np.testing.assert_array_equal(info["_final_obs"], term | trunc)
+        for i, env in enumerate(singles):
+            o, r, te, tr, _ = env.step(a[i])
+            assert rew[i] == r and term[i] == te and trunc[i] == tr
+            if te or tr:  # the old contract: the caller resets the finished copy at once
+                np.testing.assert_array_equal(info["final_obs"][i], o)
+                o, _ = env.reset()
+            np.testing.assert_array_equal(obs[i], o)
+        flags.append((term, trunc))
+    return np.stack([f[0] for f in flags]), np.stack([f[1] for f in flags])
 
 
 @pytest.mark.parametrize(
@@ -166,37 +218,96 @@ def test_terrain_profile_matches_formula() -> None:
     ],
 )
 def test_batched_equals_loop_of_single_envs(env_id: str, task) -> None:
-    n, steps = 4, 25
-    batched = BatchedMujocoEnv(env_id, n, max_episode_steps=20)
-    obs, _ = batched.reset(seed=7, options={"task": task} if task is not None else None)
-    per = n // (task.num_tasks if task is not None else 1)
-    singles = [gym.make(env_id, max_episode_steps=20) for _ in range(n)]
-    rows = []
-    for i, env in enumerate(singles):
-        opts = {"task": task[i // per]} if task is not None else None
-        rows.append(env.reset(seed=7 + i, options=opts)[0])
-    np.testing.assert_array_equal(obs, np.stack(rows))
+    n, horizon = 4, 20
     rng = np.random.default_rng(0)
-    done = np.zeros(n, dtype=bool)
-    nu = batched.single_action_space.shape[0]
-    for _ in range(steps):
-        a = rng.uniform(-1.5, 1.5, (n, nu)).astype(np.float32)  # partly clipped
-        obs, rew, term, trunc, _ = batched.step(a)
-        for i, env in enumerate(singles):
-            if done[i]:  # frozen until reset (no autoreset)
-                assert rew[i] == 0.0
-                continue
-            o, r, te, tr, _ = env.step(a[i])
-            np.testing.assert_array_equal(obs[i], o)
-            assert rew[i] == r and term[i] == te and trunc[i] == tr
-        done |= term | trunc
-    assert done.all()  # truncated at 20 steps
+    nu = gym.spec(env_id).make().action_space.shape[0]
+    acts = rng.uniform(-1.5, 1.5, (25, n, nu)).astype(np.float32)  # partly clipped
+    term, trunc = _batched_vs_singles(env_id, task, n, 25, horizon, lambda t: acts[t])
+    if "Cheetah" in env_id:  # every copy truncated at step 20, then autoreset
+        assert not term.any() and trunc[horizon - 1].all() and trunc.sum() == n
+
+
+@pytest.mark.parametrize("env_id", ["metarl/HalfCheetahSlope-v0", "metarl/AntSlope-v0"])
+def test_same_step_autoreset_equals_resetting_by_hand(env_id: str) -> None:
+    # Bang-bang actions make the Ant jump out of its healthy height range within a few
+    # steps: episodes that terminate early, autoreset in the same step; a 12-step horizon
+    # truncates the others. Numbers equal single envs reset by hand, bit for bit.
+    n, steps, horizon = 4, 40, 12
+    tasks = SlopeTask(torch.tensor([-15.0, 6.0], dtype=torch.float64))
+    rng = np.random.default_rng(3)
+    nu = 8 if "Ant" in env_id else 6
+    acts = np.sign(rng.uniform(-1, 1, (steps, n, nu))).astype(np.float32)
+    term, trunc = _batched_vs_singles(
+        env_id, tasks, n, steps, horizon, lambda t: torch.from_numpy(acts[t])
+    )
+    assert trunc.any()
+    if "Ant" in env_id:
+        lengths = np.diff(np.flatnonzero(term[:, 0] | trunc[:, 0]), prepend=-1) + 1
+        assert term.sum() >= 2 and (lengths < horizon).any()  # early terminations
+
+
+def test_torch_actions_equal_double_numpy_actions() -> None:
+    a = torch.rand(2, 4, 6, generator=torch.Generator().manual_seed(0)) * 2.4 - 1.2
+    envs = [BatchedMujocoEnv("metarl/HalfCheetahVel-v0", 4) for _ in range(2)]
+    for env in envs:
+        env.reset(seed=1)
+    for t in range(2):
+        x = envs[0].step(a[t])
+        y = envs[1].step(a[t].detach().cpu().double().numpy())
+        for u, v in zip(x[:4], y[:4], strict=True):
+            np.testing.assert_array_equal(u, v)
+
+
+def test_family_is_a_meta_rl_distribution() -> None:
+    from metarl.contracts import SPLITS, MetaRLDistribution, MetaVectorEnv, RenderableEnv
+
+    dist = SlopeDistribution(SlopeConfig(robot="ant"))
+    assert isinstance(dist, MetaRLDistribution) and dist.renderable and dist.horizon == 200
+    assert dist.splits == (*SPLITS, "test_beyond") and HalfCheetahVelDistribution().splits is SPLITS
+    env = dist.make_env(3, envs_per_task=2)
+    assert isinstance(env, MetaVectorEnv) and isinstance(env, RenderableEnv)
+    assert (env.num_envs, env.num_tasks, env.envs_per_task) == (6, 3, 2)
+    assert env.max_episode_steps == 200 and dist.make_env(1, horizon=7).max_episode_steps == 7
+    single = gym.make(dist.env_id)
+    assert dist.observation_space == single.observation_space == env.single_observation_space
+    assert dist.action_space == single.action_space == env.single_action_space
+    tasks = dist.sample("test", 3, torch.Generator().manual_seed(0))
+    obs, _ = env.reset(seed=0, options={"tasks": tasks})
+    assert obs.shape == (6, 105) and torch.equal(env.tasks.angle_deg, tasks.angle_deg)
+    with pytest.raises(UsageError, match="expected 3 tasks"):
+        env.reset(options={"tasks": tasks.select(slice(0, 2))})
+    with pytest.raises(UsageError, match="envs_per_task must be a positive integer"):
+        dist.make_env(2, envs_per_task=0)
+    with pytest.raises(UsageError, match="horizon must be a positive integer"):
+        dist.make_env(2, horizon=-1)
+    with pytest.raises(UsageError, match="num_tasks must be a positive integer"):
+        dist.sample("train", 0, torch.Generator())
+    with pytest.raises(UsageError, match="takes a SlopeConfig"):
+        SlopeDistribution(AntGoalConfig())  # type: ignore[arg-type]
+
+
+def test_task_batches_slice_flatten_and_validate_on_creation() -> None:
+    goals = GoalTask(torch.tensor([[1.0, 2.0], [-3.0, 0.5], [0.0, 0.0]], dtype=torch.float64))
+    one = goals.select(-2)
+    assert one.num_tasks == len(one) == 1 and one.goal.tolist() == [[-3.0, 0.5]]
+    np.testing.assert_array_equal(goals.features(torch.float64).numpy(), goals.goal.numpy())
+    terrain = TerrainDistribution().sample("train", 2, torch.Generator().manual_seed(0))
+    row = terrain.features(torch.float64)[1]
+    assert row.shape == (3 + 3 * 3,) and row[3:6].tolist() == terrain.hill_center[1].tolist()
+    with pytest.raises(UsageError, match="task index 3 out of range"):
+        goals.select(3)
+    with pytest.raises(UsageError, match="angle_deg must be in"):
+        SlopeTask(torch.tensor([0.0, 31.0], dtype=torch.float64))
+    with pytest.raises(UsageError, match="velocity must be in \\[-5, 5\\]"):
+        VelocityTask.coerce({"velocity": 6.0})
+    with pytest.raises(UsageError, match="hill_width must be in"):
+        TerrainTask.coerce({**_FLAT, "hill_width": [0.1]})
 
 
 @pytest.mark.parametrize("env_id", ["metarl/AntSlope-v0", "metarl/HalfCheetahTerrain-v0"])
 def test_threaded_batched_equals_serial(env_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # Threads step disjoint chunks of copies; any thread count gives the same numbers, also
-    # with frozen (done, not yet reset) copies in the middle of a chunk.
+    # with copies reset by hand or autoreset (at step 12) in the middle of a chunk.
     monkeypatch.setattr(batched, "MIN_CHUNK", {"half_cheetah": 1, "ant": 1})  # thread 5 copies
     n = 5
     envs = [BatchedMujocoEnv(env_id, n, max_episode_steps=12, num_threads=k) for k in (1, 2, 3)]
@@ -205,6 +316,7 @@ def test_threaded_batched_equals_serial(env_id: str, monkeypatch: pytest.MonkeyP
         np.testing.assert_array_equal(o, outs[0])
     rng = np.random.default_rng(1)
     nu = envs[0].single_action_space.shape[0]
+    truncated = np.zeros(n, dtype=bool)
     for t in range(16):
         a = rng.uniform(-1, 1, (n, nu))
         if t == 8:  # restart copies 1 and 3 only
@@ -217,7 +329,9 @@ def test_threaded_batched_equals_serial(env_id: str, monkeypatch: pytest.MonkeyP
         for other in steps[1:]:
             for x, y in zip(steps[0][:4], other[:4], strict=False):
                 np.testing.assert_array_equal(x, y)
-    assert envs[0]._truncated.any()
+            np.testing.assert_array_equal(steps[0][4]["final_obs"], other[4]["final_obs"])
+        truncated |= steps[0][3]
+    assert truncated.any()
     for env in envs:
         env.close()
     with pytest.raises(UsageError, match="num_threads must be a positive integer"):
@@ -229,8 +343,8 @@ def test_terrain_elevation_scale_follows_the_task() -> None:
     compiled = 2.0  # TERRAIN_DEPTH + TERRAIN_HEIGHT: the compiled bounding box
     task = TerrainDistribution().sample("test_beyond", 3, torch.Generator().manual_seed(2))
     for i in range(3):
-        env.reset(seed=0, options={"task": task[i]})
-        h = TerrainTask.heights(task[i].params()[0], TERRAIN_X)
+        env.reset(seed=0, options={"tasks": task.select(i)})
+        h = TerrainTask.heights(task.select(i).features(torch.float64)[0].numpy(), TERRAIN_X)
         scale = env.model.hfield_size[0, 2]
         assert 0 < scale <= compiled
         row = env.model.hfield_data[: len(TERRAIN_X)].astype(np.float64)
@@ -279,21 +393,52 @@ def test_distributions_splits_and_generators() -> None:
         dist.sample("nope", 1, g())
 
 
-def test_registry_builders() -> None:
-    from envs.mujoco import tasks
+def test_registry_builds_the_families_from_old_config_keys() -> None:
+    from metarl import registry
     from metarl.config import from_dict
+    from metarl.registry import load_config
 
-    cfg = from_dict(tasks.SlopeConfig, {"robot": "ant", "beyond_band_deg": [11, 15]}, "task")
-    dist = tasks.build_slope(cfg, torch.device("cpu"))
-    assert dist.env_id == "metarl/AntSlope-v0"
-    goals = tasks.build_ant_goal(tasks.AntGoalConfig(), torch.device("cpu")).sample(
+    cfg = load_config("ant_slope_rl2", ["task.beyond_band_deg=[11, 15]"])
+    dist = registry.build_distribution(cfg, torch.device("cpu"))
+    assert isinstance(dist, SlopeDistribution) and dist.env_id == "metarl/AntSlope-v0"
+    assert dist.config.beyond_band_deg == (11.0, 15.0)
+    b = dist.sample("test_beyond", 100, torch.Generator().manual_seed(0)).angle_deg.abs()
+    assert ((b >= 11) & (b <= 15)).all()
+    section = from_dict(SlopeConfig, {"robot": "ant", "beyond_band_deg": [11, 15]}, "task")
+    assert SlopeDistribution(section, torch.device("cpu")).env_id == "metarl/AntSlope-v0"
+    goals = AntGoalDistribution(AntGoalConfig(), torch.device("cpu")).sample(
         "train", 500, torch.Generator().manual_seed(1)
     )
     assert goals.goal.norm(dim=1).max() <= 3.0 and goals.goal.shape == (500, 2)
-    vel = tasks.build_half_cheetah_vel(tasks.HalfCheetahVelConfig(), "cpu").sample(
+    vel = HalfCheetahVelDistribution(HalfCheetahVelConfig(), "cpu").sample(
         "val", 100, torch.Generator().manual_seed(1)
     )
     assert vel.velocity.min() >= 0 and vel.velocity.max() <= 2
+    for kind in ("slope", "terrain", "half_cheetah_vel", "half_cheetah_dir", "ant_dir", "ant_goal"):
+        assert kind in registry.DISTRIBUTIONS
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (lambda: SlopeConfig(robot="cat"), "robot must be 'half_cheetah' or 'ant'"),  # type: ignore[arg-type]
+        (lambda: _load_task({"robot": "cat"}), "task.robot: 'cat' is not valid"),
+        (lambda: _load_task({"val_band_deg": [5.0, 50.0]}), "slope bands must satisfy"),
+        (lambda: _load_task({"speed": 1.0}), "unknown config key task.speed"),
+        (lambda: AntGoalConfig(radius=0.0), "radius must be in"),
+        (lambda: HalfCheetahVelConfig(low=1.0, high=0.5), "velocity range must satisfy"),
+    ],
+)
+def test_bad_family_config_is_one_line_usage_error_at_load(make, match) -> None:
+    with pytest.raises(UsageError, match=match) as err:
+        make()
+    assert "\n" not in str(err.value)
+
+
+def _load_task(data: dict) -> SlopeConfig:
+    from metarl.config import from_dict
+
+    return from_dict(SlopeConfig, data, "task")
 
 
 @pytest.mark.parametrize(
@@ -301,12 +446,23 @@ def test_registry_builders() -> None:
     [
         (
             HalfCheetahSlopeEnv,
-            {"task": {"angle_deg": 90.0}},
+            {"tasks": {"angle_deg": 90.0}},
             "angle_deg must be in \\|angle_deg\\| < 30",
         ),
-        (AntGoalEnv, {"task": {"goal": [float("nan"), 0.0]}}, "goal must be finite"),
+        (AntGoalEnv, {"tasks": {"goal": [float("nan"), 0.0]}}, "goal must be finite"),
         (HalfCheetahVelEnv, {"speed": 1.0}, "unknown reset option 'speed'"),
-        (HalfCheetahDirEnv, {"task": {"direction": 0.5}}, "direction must be"),
+        (HalfCheetahVelEnv, {"task": {"velocity": 1.0}}, "unknown reset option 'task'"),
+        (HalfCheetahDirEnv, {"tasks": {"direction": 0.5}}, "direction must be"),
+        (
+            HalfCheetahVelEnv,
+            {"tasks": VelocityTask(torch.ones(2, dtype=torch.float64))},
+            "a single env takes one task",
+        ),
+        (
+            lambda: BatchedMujocoEnv("metarl/HalfCheetahVel-v0", 2),
+            {"task": {"velocity": 1.0}},
+            "unknown reset option 'task'; valid options: tasks, reset_mask",
+        ),
     ],
 )
 def test_bad_task_input_is_one_line_usage_error(make, options, match) -> None:
@@ -339,9 +495,15 @@ def test_bad_actions() -> None:
     np.testing.assert_array_equal(oa, ob)
     assert ra == rb
     with pytest.raises(UsageError, match="multiple of the number of tasks"):
-        BatchedMujocoEnv("metarl/HalfCheetahSlope-v0", 3).reset(
-            options={"task": SlopeTask(torch.zeros(2, dtype=torch.float64))}
+        BatchedMujocoEnv("metarl/HalfCheetahSlope-v0", 3, tasks={"angle_deg": [0.0, 1.0]})
+    with pytest.raises(UsageError, match="multiple of envs_per_task"):
+        BatchedMujocoEnv("metarl/HalfCheetahSlope-v0", 3, envs_per_task=2)
+    with pytest.raises(UsageError, match="expected 2 tasks"):
+        BatchedMujocoEnv("metarl/HalfCheetahSlope-v0", 4, envs_per_task=2).reset(
+            options={"tasks": SlopeTask(torch.zeros(4, dtype=torch.float64))}
         )
+    with pytest.raises(UsageError, match="call reset\\(\\) before step"):
+        BatchedMujocoEnv("metarl/HalfCheetahSlope-v0", 2).step(np.zeros((2, 6)))
 
 
 def test_no_mujoco_log_in_cwd(tmp_path, monkeypatch) -> None:
@@ -361,7 +523,7 @@ def test_rgb_array_render_headless() -> None:
     assert frame.shape == (48, 64, 3) and frame.dtype == np.uint8
     assert frame.std() > 1.0  # not blank
     hill = TerrainDistribution().sample("test_beyond", 1, torch.Generator().manual_seed(0))
-    env.reset(options={"task": hill})  # re-uploads the height field to the open context
+    env.reset(options={"tasks": hill})  # re-uploads the height field to the open context
     assert env.render().shape == (48, 64, 3)
     env.close()
     assert TERRAIN_X[0] < 0
