@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+import metarl  # noqa: F401  (selects headless EGL before any test module imports mujoco)
+
 # CI clones the repository with shared/ beside it; the offline Omniglot copy lives there.
 OMNIGLOT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "omniglot"
 
