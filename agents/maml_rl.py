@@ -534,9 +534,11 @@ class MAMLRL:
         rng_state = self.eval_generator.get_state()  # recording leaves evaluation unchanged
         try:
             clips = []
+            g = self.eval_generator
+            seed = int(torch.randint(2**31 - 1, (1,), generator=g, device=g.device))
             for params in (expand_params(self.theta(), 1), self.adapt(task, self.headline_budget)):
                 actor = PerTaskActor(self.policy, params, self.eval_generator, True)
-                clips += record_episodes(env, task, actor, 1, [0], width=width, height=height)
+                clips += record_episodes(env, task, actor, 1, [0], 2, width, height, seed)
             return side_by_side(clips)
         finally:
             self.eval_generator.set_state(rng_state)

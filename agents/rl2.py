@@ -266,7 +266,9 @@ class RL2:
             self.policy.eval()
             actor = RecurrentActor(self.policy, self.eval_generator, self.cfg.eval_deterministic)
             episodes = [0, n - 1] if n > 1 else [0]
-            clips = record_episodes(env, task, actor, n, episodes, width=width, height=height)
+            g = self.eval_generator
+            seed = int(torch.randint(2**31 - 1, (1,), generator=g, device=g.device))
+            clips = record_episodes(env, task, actor, n, episodes, 2, width, height, seed)
             return side_by_side(clips)
         finally:
             self.eval_generator.set_state(rng_state)

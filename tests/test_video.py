@@ -157,6 +157,8 @@ def test_learner_record_is_before_beside_after_and_leaves_evaluation_alone(name,
     assert torch.equal(gen.get_state(), state)
     left, right = video[..., :64, :], video[..., 64:, :]
     assert not np.array_equal(left, right)  # adapted (or later-episode) behaviour differs
+    # env noise comes from the run's generators too: the same learner films the same video
+    assert np.array_equal(learner.record(tasks, width=64, height=48), video)
 
 
 def test_trainer_logs_the_video_for_mujoco_tasks_only(tmp_path, capsys):
