@@ -164,7 +164,7 @@ class SyncVectorBandits:
         )
         self.observation_space = self.vec.single_observation_space
         self.action_space = self.vec.single_action_space
-        self.discrete, self.obs_dim, self.is_tensor = True, 1, True
+        self.discrete, self.obs_dim = True, 1
 
     def reset(self, tasks: Any, seed: int | None) -> torch.Tensor:
         for i, env in enumerate(self.vec.envs):
