@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from envs.checks import check_action_dtype
+
 # Importing `metarl` (here for its errors) selects headless EGL rendering before `mujoco` is
 # imported, unless the user chose a GL backend or has a display (`metarl/__init__.py`).
 from envs.mujoco.tasks import MujocoTask
@@ -49,6 +51,8 @@ def check_actions(
     """
     if isinstance(actions, torch.Tensor):
         actions = actions.detach().cpu().numpy()  # then float64 below (exact from float32)
+    if not (type(actions) is np.ndarray and actions.dtype.kind == "f"):  # not the fast path
+        check_action_dtype(actions, discrete=False)
     if type(actions) is np.ndarray and actions.shape == shape:
         a = actions.astype(np.float64)  # fast path (every step): a fresh float64 copy
     else:

@@ -49,6 +49,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from envs.checks import check_seed
 from envs.mujoco._common import check_actions
 from envs.mujoco.locomotion import ENV_CLASSES, Snapshot, reset_state  # noqa: E402
 from metarl.errors import UsageError  # noqa: E402
@@ -228,11 +229,13 @@ class BatchedMujocoEnv(VectorEnv):
     def _seeds(self, seed: int | list[int | None] | None) -> list[int | None]:
         if seed is None:
             return [None] * self.num_envs
-        if isinstance(seed, int):
-            return [seed + i for i in range(self.num_envs)]
+        if not isinstance(seed, (list, tuple)):
+            first = check_seed(seed)
+            assert first is not None
+            return [first + i for i in range(self.num_envs)]
         if len(seed) != self.num_envs:
             raise UsageError(f"seed must be an int or a list of {self.num_envs} seeds")
-        return list(seed)
+        return [check_seed(s) for s in seed]
 
     def _read(self, i: int, d: mujoco.MjData) -> None:
         self._qpos[i] = d.qpos

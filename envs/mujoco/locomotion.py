@@ -74,6 +74,7 @@ from gymnasium.envs.mujoco.mujoco_env import MujocoEnv  # noqa: E402
 from gymnasium.spaces import Box  # noqa: E402
 from gymnasium.utils import EzPickle  # noqa: E402
 
+from envs.checks import check_seed
 from envs.mujoco._common import check_actions, task_option  # (envs/mujoco/__init__ set MUJOCO_GL)
 from envs.mujoco.tasks import (  # noqa: E402
     DirectionTask,
@@ -164,6 +165,7 @@ class _TaskEnv(MujocoEnv, EzPickle):
         return self._task
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        seed = check_seed(seed)
         task = task_option(options, self.task_cls)
         if task is not None:
             self._set_task(task)

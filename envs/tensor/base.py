@@ -58,6 +58,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from envs.checks import check_seed
 from metarl.contracts import SPLITS, check_split
 from metarl.errors import UsageError
 from metarl.tasks import TaskBatch, check_task_batch
@@ -290,8 +291,7 @@ class TensorVectorEnv(VectorEnv, Generic[ConfigT, TaskT]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Reset every copy. Returns `obs [N, *obs_shape]` (torch, on `device`) and `{}`."""
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
-            raise UsageError(f"seed: must be an integer >= 0 or None, got {seed!r}")
+        seed = check_seed(seed)
         super().reset(seed=seed)
         options = {} if options is None else options
         if not isinstance(options, dict):
@@ -481,13 +481,14 @@ class SingleEnvView(gymnasium.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
+        seed = check_seed(seed)
         super().reset(seed=seed)
         obs, info = self.vec.reset(seed=seed, options=options)
         return obs[0].cpu().numpy(), info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        a = torch.as_tensor(np.asarray(action))[None]
-        obs, reward, terminated, truncated, _ = self.vec.step(a)
+        a = action[None] if isinstance(action, torch.Tensor) else np.asarray(action)[None]
+        obs, reward, terminated, truncated, _ = self.vec.step(a)  # the vector env's checks
         return obs[0].cpu().numpy(), float(reward[0]), bool(terminated[0]), bool(truncated[0]), {}
 
 
@@ -537,17 +538,19 @@ def sample_physics(
 
 class PhysicsTask(TaskBatch):
     """Mixin for task batches of physical parameters: one float field `[T]` per name of the
-    family's `PARAMS` (`{name: (default, largest accepted value)}`), each in `(0, largest]`."""
+    family's `PARAMS` (`{name: (default, largest accepted value)}`), each in
+    `[default / 100, largest]`: the scale bands reach at most 100x either way, and much
+    lighter or shorter bodies make the dynamics overflow to inf / NaN."""
 
     PARAMS: ClassVar[dict[str, tuple[float, float]]]
 
     def __post_init__(self) -> None:
         first = getattr(self, next(iter(self.PARAMS)))
         t = first.shape[0] if isinstance(first, torch.Tensor) and first.dim() else None
-        for name, (_, high) in self.PARAMS.items():
+        for name, (default, high) in self.PARAMS.items():
             where = f"{type(self).__name__}.{name}"
             check_task_tensor(where, getattr(self, name), (t,))
-            check_in_range(where, getattr(self, name), 0.0, high, low_open=True)
+            check_in_range(where, getattr(self, name), default / 100, high)
 
     @classmethod
     def default(cls: type[_P], num_tasks: int = 1, device: torch.device | str = "cpu") -> _P:

@@ -21,7 +21,7 @@ from envs.tensor.base import (
     sample_physics,
 )
 
-# name -> (Gymnasium's default, largest accepted value); every parameter must be > 0.
+# name -> (Gymnasium's default, largest accepted value); the smallest is default / 100.
 PARAMS: dict[str, tuple[float, float]] = {
     "length": (0.5, 10.0),  # half the pole's length, metres
     "pole_mass": (0.1, 10.0),  # kg
@@ -34,8 +34,9 @@ THETA_LIMIT, X_LIMIT = 12 * 2 * math.pi / 360, 2.4
 
 @dataclass(frozen=True)
 class CartPoleTask(PhysicsTask):
-    """A batch of physics settings, each `[T]` float: `length` (half pole length) in (0, 10],
-    `pole_mass` in (0, 10], `cart_mass` in (0, 100], `gravity` in (0, 100]."""
+    """A batch of physics settings, each `[T]` float: `length` (half pole length) in
+    [0.005, 10], `pole_mass` in [0.001, 10], `cart_mass` in [0.01, 100], `gravity` in
+    [0.098, 100] (see `PhysicsTask`)."""
 
     length: torch.Tensor
     pole_mass: torch.Tensor

@@ -29,7 +29,7 @@ MAX_SPEED, MAX_TORQUE, DT = 8.0, 2.0, 0.05
 
 @dataclass(frozen=True)
 class PendulumTask(PhysicsTask):
-    """A batch of pendulums: `mass [T]` in (0, 100] kg and `length [T]` in (0, 100] m."""
+    """A batch of pendulums: `mass [T]` in [0.01, 100] kg and `length [T]` in [0.01, 100] m."""
 
     mass: torch.Tensor
     length: torch.Tensor

@@ -215,9 +215,10 @@ BAD_TASKS = [
         ),
         "sum to 1",
     ),
-    (lambda: _cartpole(length=-0.5), r"CartPoleTask.length.*\(0.0, 10.0\]"),
+    (lambda: _cartpole(length=-0.5), r"CartPoleTask.length.*\[0.005, 10.0\]"),
+    (lambda: _cartpole(pole_mass=1e-20), r"CartPoleTask.pole_mass.*\[0.001, 10.0\]"),
     (lambda: _cartpole(gravity=float("inf")), "CartPoleTask.gravity"),
-    (lambda: PendulumTask(mass=torch.zeros(1), length=torch.ones(1)), r"PendulumTask.mass.*\(0.0"),
+    (lambda: PendulumTask(mass=torch.zeros(1), length=torch.ones(1)), r"PendulumTask.mass.*\[0.01"),
     (lambda: _grid(border=0), "border"),
     (lambda: _grid(start=(4, 0)), "GridTask.start"),
 ]
