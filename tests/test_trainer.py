@@ -184,7 +184,7 @@ def test_non_finite_loss_stops_with_exit_1_and_keeps_the_last_good_checkpoint(
         (["device=tpu"], "device: 'tpu' is not valid; choose one of 'auto', 'cpu', 'cuda'"),
         (["train.iterations"], "must look like section.key=value"),
         (["trian.iterations=3"], "unknown config key trian; valid keys: name, seed"),
-        (["task.shots=0"], "task.shots and task.queries must be >= 1"),
+        (["task.shots=0"], "task.shots=0 is out of range; use an integer >= 1"),
     ],
 )
 def test_bad_config_input_exits_2_with_one_line(tmp_path, capsys, override, message):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from metarl.config import PositiveInt
 from metarl.contracts import SPLITS, check_split
 from metarl.errors import UsageError
 from metarl.fewshot.episode import Episode
@@ -20,9 +21,9 @@ from metarl.fewshot.episode import Episode
 
 @dataclass
 class SinusoidConfig:
-    shots: int = 5
+    shots: PositiveInt = 5
     """Support points per task (K)."""
-    queries: int = 10
+    queries: PositiveInt = 10
     """Query points per task."""
     amplitude: list[float] | None = None
     """Amplitude range [low, high] (default [0.1, 5.0])."""
