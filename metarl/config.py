@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 
-from metarl.errors import UsageError
+from metarl.errors import DataError, UsageError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -230,6 +230,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     raise UsageError(f"{where}: expected {_type_name(tp)}, got {value!r}")
 
 
+def coerce(value: Any, tp: Any, where: str) -> Any:
+    """`value` checked and parsed against annotation `tp` (e.g. `PositiveInt`) for `where`."""
+    return _coerce(value, tp, where)
+
+
 def from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
     """Build dataclass `cls` from `data`, rejecting unknown keys, wrong types and values out of
     their declared `Range`."""
@@ -298,14 +303,18 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
+    """A YAML mapping from `path`; DataError naming the file for broken or tagged YAML (safe
+    loading: `!!python/...` tags are refused, never run) and for a file that is not text."""
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         at = f" (line {line + 1})" if line is not None else ""
-        raise UsageError(f"{path}: not valid YAML{at}; fix the file") from None
+        raise DataError(f"{path}: not valid YAML{at}; fix the file") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text file; give a YAML config") from None
     if not isinstance(data, dict):
-        raise UsageError(f"{path}: expected a mapping of sections at the top level")
+        raise DataError(f"{path}: expected a mapping of sections at the top level")
     return data
 
 
