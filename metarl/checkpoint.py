@@ -109,10 +109,11 @@ def first_mismatch(expected: Any, got: Any, prefix: str = "") -> str | None:
             return None
         missing = [k for k in expected if k not in got]
         if missing:
-            return f"{where} lacks {'.'.join(filter(None, [prefix, str(missing[0])]))}"
+            return f"the checkpoint lacks {'.'.join(filter(None, [prefix, str(missing[0])]))}"
         extra = [k for k in got if k not in expected]
         if extra:
-            return f"{where} has {'.'.join(filter(None, [prefix, str(extra[0])]))}, which the config does not build"
+            name = ".".join(filter(None, [prefix, str(extra[0])]))
+            return f"the checkpoint has {name}, which the config does not build"
         for key, value in expected.items():
             found = first_mismatch(value, got[key], f"{prefix}.{key}" if prefix else str(key))
             if found:

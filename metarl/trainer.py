@@ -106,13 +106,18 @@ class Run:
         path = self.checkpoint_path
         state = load_checkpoint(path)
         fix = (
-            "train into a new --run-dir, or restore the config.yaml the checkpoint was "
-            "trained with"
+            "train into a new --run-dir, or restore the config.yaml the checkpoint was trained with"
         )
         expected = {k: v for k, v in self.state().items() if k != "config"}
         mismatch = first_mismatch(expected, {k: v for k, v in state.items() if k != "config"})
         if mismatch is None and not isinstance(state.get("iteration"), int):
             mismatch = "its iteration is not an integer"
+        if mismatch is None and isinstance(state.get("config"), dict):
+            mine = to_dict(self.cfg)
+            trained = {k: state["config"].get(k) for k in ("seed", "learner")}
+            diffs = diff_configs(trained, {k: mine[k] for k in trained})
+            if diffs:
+                mismatch = f"it was written by another run ({'; '.join(diffs)})"
         if mismatch:
             raise DataError(
                 f"checkpoint {path} does not fit the run's config.yaml: {mismatch}; {fix}"
@@ -142,13 +147,21 @@ class Run:
             self.device,
             progress=self.progress,
         )
-        bad = [b for b, m in zip(curve["budgets"], curve["mean"], strict=True) if not math.isfinite(m)]
+        bad = [
+            b for b, m in zip(curve["budgets"], curve["mean"], strict=True) if not math.isfinite(m)
+        ]
         if bad:
+            span = f"{bad[0]}-{bad[-1]}" if bad == list(range(bad[0], bad[-1] + 1)) else bad
+            kept = (
+                "no checkpoint had been written yet"
+                if self.saved_iteration is None
+                else f"the checkpoint {self.checkpoint_path} (iteration {self.saved_iteration}) "
+                "is kept"
+            )
             raise NonFiniteError(
-                f"non-finite held-out {curve['metric']} at {curve['budget_name']} "
-                f"{', '.join(map(str, bad))} ({split} tasks, iteration {self.iteration}); "
-                f"stopped and {self.kept()}; lower learner.inner_lr (or learner.outer_lr) "
-                f"and train again"
+                f"non-finite held-out {curve['metric']} at {curve['budget_name']} {span} "
+                f"({split} tasks, iteration {self.iteration}): adaptation diverges; {kept}; "
+                f"lower learner.inner_lr (or learner.outer_lr) and train again"
             )
         return curve
 
@@ -194,9 +207,7 @@ def write_config(cfg: RunConfig, run_dir: Path) -> None:
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
-def load_run(
-    run_dir: Path, overrides: list[str] | None = None, threads: int | None = None
-) -> Run:
+def load_run(run_dir: Path, overrides: list[str] | None = None, threads: int | None = None) -> Run:
     """Rebuild a run from its directory (config.yaml and the last checkpoint).
 
     `overrides` may change how it is evaluated (`task.*` and `eval.*` keys, e.g. `task.ways=20`
@@ -212,7 +223,7 @@ def load_run(
             raise UsageError(
                 f"override {text!r}: only task.* and eval.* keys can change at evaluation"
             )
-    data = apply_overrides(load_yaml(config_file), overrides or [])
+    data = apply_overrides(load_yaml(config_file), overrides or [])  # tags refused, never run
     cfg = from_dict(RunConfig, data, "")
     registry.validate(cfg)
     run = build_run(cfg, run_dir, threads)
