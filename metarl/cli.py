@@ -93,10 +93,9 @@ def _report(results: dict, run_dir: Path) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
+    from metarl.config import PositiveInt, coerce, parse_override
     from metarl.rundir import locked
     from metarl.trainer import final_evaluation, load_run
-
-    from metarl.config import PositiveInt, coerce, parse_override
 
     overrides = list(args.overrides)
     if args.num_tasks is not None:  # parsed and range-checked like the config field
