@@ -297,9 +297,14 @@ def read_official(source: Path) -> tuple[np.ndarray, list[str], list[int]]:
                         f"{source}: {rel} is {img.size[0]}x{img.size[1]}, expected 105x105"
                     )
                 white = np.asarray(img.convert("L")) >= 128
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
-            if isinstance(exc, DataError):
-                raise
+        except Image.DecompressionBombError as exc:  # Pillow refuses the header at open
+            raise DataError(
+                f"{source}: {rel} is refused by Pillow's decompression-bomb guard "
+                f"({str(exc).split(',')[0]}), expected 105x105; use the official release"
+            ) from None
+        except DataError:
+            raise
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
             raise DataError(
                 f"{source}: {rel} is not a readable PNG ({type(exc).__name__}); get the data again"
             ) from None
