@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import typing
 from pathlib import Path
 
 from metarl.errors import NonFiniteError, RunInterrupted, UsageError
@@ -146,8 +147,15 @@ def _download(args: argparse.Namespace) -> None:
         print(path)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line errors of the rest of the CLI (exit code 2)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="metarl", description=__doc__.split("\n")[0])
+    p = _Parser(prog="metarl", description=__doc__.split("\n")[0])
     threads_help = (
         "CPU threads for torch (default: 1 for models under a million numbers, which only "
         "slow down with more; torch's default for larger ones or when OMP_NUM_THREADS is set)"
