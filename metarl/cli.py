@@ -106,8 +106,11 @@ def _eval(args: argparse.Namespace) -> None:
     out = Path(args.out) if args.out else None
     if out is not None and out.is_dir():
         raise UsageError(f"--out {out} is a folder; give a JSON file path")
-    if out is None and not run_dir.is_dir():
-        raise UsageError(f"{run_dir} is not a run directory; give the folder `metarl train` wrote")
+    if not (run_dir / "config.yaml").is_file():
+        raise UsageError(
+            f"{run_dir} is not a run directory (no config.yaml); give the folder `metarl train` "
+            "wrote"
+        )
     # Writing into the run directory takes its lock: never beside a running train or eval.
     with locked(run_dir) if out is None else contextlib.nullcontext():
         run = load_run(run_dir, overrides, threads=args.threads)
