@@ -59,6 +59,14 @@ from agents.rollout import (
 )
 from agents.video import record_episodes, side_by_side
 from metarl import inner_loop
+from metarl.config import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    OpenUnitInterval,
+    PositiveFloat,
+    PositiveInt,
+    UnitInterval,
+)
 from metarl.contracts import MetaRLDistribution, TaskBatchLike
 from metarl.errors import NonFiniteError, UsageError
 from metarl.inner_loop import Params, expand_params, named_params
@@ -67,42 +75,42 @@ from metarl.seeding import make_generator, seeded
 
 @dataclass
 class MAMLRLConfig:
-    hidden_sizes: list[int] = field(default_factory=lambda: [100, 100])
+    hidden_sizes: list[PositiveInt] = field(default_factory=lambda: [100, 100])
     """Policy MLP hidden sizes (MAML: 100-100 ReLU)."""
     activation: Literal["relu", "tanh"] = "relu"
     """Hidden activation of the policy."""
     head: Literal["auto", "gaussian", "categorical"] = "auto"
     """Action distribution; auto matches the action space."""
-    init_std: float = 1.0
+    init_std: PositiveFloat = 1.0
     """Initial standard deviation of a Gaussian policy."""
-    episodes_per_task: int = 20
+    episodes_per_task: PositiveInt = 20
     """Episodes per task per rollout (support and query each)."""
-    horizon: int | None = None
+    horizon: PositiveInt | None = None
     """Episode length; None keeps the task's own (navigation: task.horizon; MuJoCo: 200)."""
-    gamma: float = 0.99
+    gamma: UnitInterval = 0.99
     """Discount."""
-    gae_lambda: float = 1.0
+    gae_lambda: UnitInterval = 1.0
     """GAE lambda (1: discounted return minus the linear baseline, as MAML-RL)."""
     normalize_advantages: bool = True
     """Normalise advantages per task."""
     inner_loss: Literal["reinforce", "lvc"] = "reinforce"
     """Inner surrogate: vanilla policy gradient (MAML) or ProMP's low-variance curvature."""
-    inner_lr: float = 0.1
+    inner_lr: PositiveFloat = 0.1
     """Inner-loop step size (the initial one with `learn_inner_lr`)."""
     learn_inner_lr: bool = False
     """Meta-SGD: one step size per policy weight, initialised to `inner_lr` and meta-trained
     by the outer step (TRPO or ProMP) together with the policy."""
-    adapt_steps: int = 1
+    adapt_steps: NonNegativeInt = 1
     """Inner steps during meta-training (each samples fresh support)."""
-    eval_adapt_steps: int = 1
+    eval_adapt_steps: NonNegativeInt = 1
     """Inner steps at which the headline return is read off the curve."""
     first_order: bool = False
     """Drop the second-order terms of the meta-gradient."""
     outer: Literal["trpo", "promp"] = "trpo"
     """Outer update."""
-    max_kl: float = 0.01
+    max_kl: PositiveFloat = 0.01
     """TRPO: KL bound of the outer step."""
-    cg_iters: int = 10
+    cg_iters: PositiveInt = 10
     """TRPO: conjugate-gradient iterations."""
     fisher: Literal["first_order", "exact"] = "first_order"
     """TRPO: the metric of the conjugate-gradient solve. `exact`: the Hessian of the adapted
@@ -111,21 +119,21 @@ class MAMLRLConfig:
     J = I, the Fisher of the adapted policy itself: 4.7x cheaper products, 0.999 cosine to
     the exact ones on 2-D navigation (tested close). Either way the meta-gradient is the full
     second-order one and the line search checks the exact KL bound."""
-    cg_damping: float = 1e-5
+    cg_damping: NonNegativeFloat = 1e-5
     """TRPO: damping added to the Fisher-vector products."""
-    backtrack_ratio: float = 0.8
+    backtrack_ratio: OpenUnitInterval = 0.8
     """TRPO: line-search shrink factor."""
-    max_backtracks: int = 15
+    max_backtracks: PositiveInt = 15
     """TRPO: line-search steps."""
-    outer_lr: float = 1e-3
+    outer_lr: PositiveFloat = 1e-3
     """ProMP: Adam step size."""
-    promp_steps: int = 5
+    promp_steps: PositiveInt = 5
     """ProMP: Adam steps per meta-iteration on the same samples."""
-    clip_eps: float = 0.3
+    clip_eps: PositiveFloat = 0.3
     """ProMP: clipping range of the outer surrogate."""
-    inner_kl_coeff: float = 5e-4
+    inner_kl_coeff: NonNegativeFloat = 5e-4
     """ProMP: initial penalty on the KL of each inner step."""
-    target_inner_kl: float = 0.01
+    target_inner_kl: PositiveFloat = 0.01
     """ProMP: the penalty adapts towards this inner KL (halve / double)."""
     adaptive_inner_kl: bool = True
     """ProMP: adapt the penalty; else keep inner_kl_coeff."""

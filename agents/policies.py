@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
-from metarl.errors import UsageError
+from metarl.errors import UsageError, check_finite
 from metarl.inner_loop import Params
 from metarl.memory import MemoryCore, MemoryState
 
@@ -80,7 +80,7 @@ class CategoricalMLPPolicy(nn.Module):
         self.net = mlp([obs_dim, *hidden_sizes, num_actions], activation)
 
     def forward(self, obs: Tensor) -> Categorical:
-        return Categorical(logits=self.net(obs))
+        return Categorical(logits=check_finite(self.net(obs), "policy logits"))
 
     def per_task(self, params: Params, obs: Tensor) -> Categorical:
         """Per-task parameters `[T, ...]` (this module's names) on obs `[T, ..., O]`: a
@@ -206,8 +206,8 @@ class _ActionHead(nn.Module):
 
     def forward(self, x: Tensor) -> Distribution:
         if self.head == "categorical":
-            return Categorical(logits=self.out(x))
-        mean = self.out(x)
+            return Categorical(logits=check_finite(self.out(x), "policy logits"))
+        mean = check_finite(self.out(x), "policy mean")
         return Independent(Normal(mean, self.log_std.exp().expand_as(mean)), 1)
 
 

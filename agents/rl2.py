@@ -39,6 +39,7 @@ from agents.rollout import (
     rollout,
 )
 from agents.video import record_episodes, side_by_side
+from metarl.config import NonNegativeFloat, PositiveFloat, PositiveInt, UnitInterval
 from metarl.contracts import MetaRLDistribution, TaskBatchLike
 from metarl.errors import UsageError
 from metarl.seeding import make_generator, seeded
@@ -50,47 +51,47 @@ class RL2Config:
     """Recurrent core: RL²'s GRU, or the memory-augmented policy (external memory)."""
     head: Literal["auto", "categorical", "gaussian"] = "auto"
     """Action distribution; auto picks categorical for Discrete and Gaussian for Box actions."""
-    hidden_size: int = 256
+    hidden_size: PositiveInt = 256
     """GRU units (RL²: 256), or the memory controller's units."""
-    memory_slots: int = 64
+    memory_slots: PositiveInt = 64
     """Memory policy: rows of the external memory."""
-    memory_width: int = 32
+    memory_width: PositiveInt = 32
     """Memory policy: width of a memory row."""
-    init_std: float = 1.0
+    init_std: PositiveFloat = 1.0
     """Gaussian head: initial standard deviation."""
-    episodes_per_trial: int = 10
+    episodes_per_trial: PositiveInt = 10
     """n: episodes per trial (the hidden state lives across them)."""
-    trials_per_task: int = 1
+    trials_per_task: PositiveInt = 1
     """Parallel trials (env copies) per training task."""
-    horizon: int | None = None
+    horizon: PositiveInt | None = None
     """Episode length: tensor tasks use task.horizon (this must match it if set); MuJoCo
     tasks end episodes after this many steps (default 200)."""
-    gamma: float = 0.99
+    gamma: UnitInterval = 0.99
     """Discount over the whole trial."""
-    gae_lambda: float = 0.95
+    gae_lambda: UnitInterval = 0.95
     """GAE lambda (along the trial)."""
-    reward_scale: float = 1.0
+    reward_scale: PositiveFloat = 1.0
     """Rewards are multiplied by this for the update only (metrics stay unscaled). Keep the
     discounted returns within about +-10: larger value targets let the value loss dominate
     the clipped gradient of the shared trunk (navigation at scale 1 stayed below random), or
     set `normalize_values`."""
-    outer_lr: float = 3e-4
+    outer_lr: PositiveFloat = 3e-4
     """Adam step size."""
-    ppo_epochs: int = 4
+    ppo_epochs: PositiveInt = 4
     """Passes over the batch of trials per meta-step."""
-    minibatches: int = 1
+    minibatches: PositiveInt = 1
     """Minibatches of trials per PPO epoch (at most one trial each)."""
-    clip_eps: float = 0.2
+    clip_eps: PositiveFloat = 0.2
     """PPO clipping epsilon."""
-    value_coef: float = 0.5
+    value_coef: NonNegativeFloat = 0.5
     """Weight of the value loss."""
-    entropy_coef: float = 0.01
+    entropy_coef: NonNegativeFloat = 0.01
     """Weight of the entropy bonus."""
-    max_grad_norm: float = 1.0
+    max_grad_norm: NonNegativeFloat = 1.0
     """Clip the global gradient norm to this (0: no clipping)."""
     normalize_advantages: bool = True
     """Standardise advantages over the batch (valid steps only)."""
-    eval_trials_per_task: int = 1
+    eval_trials_per_task: PositiveInt = 1
     """Trials per held-out task in the adaptation curve (their returns are averaged)."""
     eval_deterministic: bool = False
     """Evaluate with the policy's mode instead of sampling (RL² evaluates stochastically)."""

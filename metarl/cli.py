@@ -7,12 +7,38 @@ code 1 and the last good checkpoint intact.
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import errno
 import os
+import signal
 import sys
+import threading
+import typing
 from pathlib import Path
 
-from metarl.errors import NonFiniteError, UsageError
+from metarl.errors import NonFiniteError, RunInterrupted, UsageError
+
+_OS_HINTS = {
+    errno.ENOSPC: "free disk space or choose another folder",
+    errno.EDQUOT: "free disk space or choose another folder",
+    errno.EFBIG: "the file grew past the size allowed (ulimit -f); raise the limit or free space",
+    errno.EACCES: "choose a folder you can write to, or fix its permissions",
+    errno.EPERM: "choose a folder you can write to, or fix its permissions",
+    errno.EROFS: "the file system is read-only; choose another folder",
+    errno.ENOTDIR: "a part of that path is a file, not a folder; choose another path",
+    errno.EISDIR: "that path is a folder; give a file",
+    errno.EEXIST: "that path exists and is in the way; choose another path",
+    errno.ENOENT: "it does not exist; check the path",
+    errno.ENAMETOOLONG: "shorten the path",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """An OSError (file, folder, disk) as one line: the path, the reason and what to do."""
+    where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    hint = _OS_HINTS.get(exc.errno or -1, "check the path and the disk")
+    return f"{where + ': ' if where else ''}{reason}; {hint}"
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -24,17 +50,27 @@ def _train(args: argparse.Namespace) -> None:
         overrides.append(f"task.data_dir={args.data_dir}")
     cfg = load_config(args.config, overrides)
     run_dir = Path(args.run_dir or Path("runs") / cfg.name)
-    results = train(cfg, run_dir, progress=None if not args.no_progress else False)
+    progress = None if not args.no_progress else False
+    results = train(cfg, run_dir, progress=progress, threads=args.threads)
     _report(results, run_dir)
 
 
 def _resume(args: argparse.Namespace) -> None:
-    from metarl.trainer import load_run, train
+    from metarl.config import RunConfig, from_dict, load_yaml
+    from metarl.registry import validate
+    from metarl.trainer import train
 
-    run = load_run(Path(args.run_dir))
-    _report(
-        train(run.cfg, run.run_dir, progress=None if not args.no_progress else False), run.run_dir
-    )
+    run_dir = Path(args.run_dir)
+    config_file = run_dir / "config.yaml"
+    if not (run_dir / "checkpoints" / "last.pt").is_file() or not config_file.is_file():
+        raise UsageError(
+            f"{run_dir} holds no run to resume (it needs config.yaml and checkpoints/last.pt); "
+            f"start one with `metarl train CONFIG --run-dir {run_dir}`"
+        )
+    cfg = from_dict(RunConfig, load_yaml(config_file), "")
+    validate(cfg)
+    progress = None if not args.no_progress else False
+    _report(train(cfg, run_dir, progress=progress, threads=args.threads), run_dir)
 
 
 def _report(results: dict, run_dir: Path) -> None:
@@ -58,11 +94,28 @@ def _report(results: dict, run_dir: Path) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
+    from metarl.config import PositiveInt, coerce, parse_override
+    from metarl.rundir import locked
     from metarl.trainer import final_evaluation, load_run
 
-    run = load_run(Path(args.run_dir), args.overrides)
+    overrides = list(args.overrides)
+    if args.num_tasks is not None:  # parsed and range-checked like the config field
+        num_tasks = coerce(parse_override(f"x={args.num_tasks}")[1], PositiveInt, "--num-tasks")
+        overrides.append(f"eval.final_num_tasks={num_tasks}")
+    run_dir = Path(args.run_dir)
     out = Path(args.out) if args.out else None
-    results = final_evaluation(run, None, args.split, args.num_tasks, out=out)
+    if out is not None and out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a JSON file path")
+    if not (run_dir / "config.yaml").is_file():
+        raise UsageError(
+            f"{run_dir} is not a run directory (no config.yaml); give the folder `metarl train` "
+            "wrote"
+        )
+    # Writing into the run directory takes its lock: never beside a running train or eval.
+    with locked(run_dir) if out is None else contextlib.nullcontext():
+        run = load_run(run_dir, overrides, threads=args.threads)
+        run.progress = None
+        results = final_evaluation(run, None, args.split, out=out)
     _report(results, run.run_dir)
     if out is not None:
         print(f"Results:       {out}")
@@ -70,11 +123,12 @@ def _eval(args: argparse.Namespace) -> None:
 
 def _plot(args: argparse.Namespace) -> None:
     from metarl.logger import save_curve_png
+    from metarl.rundir import read_results
 
     path = Path(args.run_dir) / "results.json"
-    if not path.exists():
+    if not path.is_file():
         raise UsageError(f"{path} does not exist; run `metarl eval {args.run_dir}` first")
-    results = json.loads(path.read_text())
+    results = read_results(path, need_curve=True)
     out = Path(args.out) if args.out else Path(args.run_dir) / "curves.png"
     save_curve_png(results["curve"], out, f"{results['name']}: {results['curve']['split']}")
     print(out)
@@ -96,8 +150,19 @@ def _download(args: argparse.Namespace) -> None:
         print(path)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line errors of the rest of the CLI (exit code 2)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="metarl", description=__doc__.split("\n")[0])
+    p = _Parser(prog="metarl", description=__doc__.split("\n")[0])
+    threads_help = (
+        "CPU threads for torch (default: 1 for models under a million numbers, which only "
+        "slow down with more; torch's default for larger ones or when OMP_NUM_THREADS is set)"
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser(
@@ -112,11 +177,13 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--run-dir", help="run directory (default runs/<config name>)")
     t.add_argument("--data-dir", help="dataset folder (same as task.data_dir=...)")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    t.add_argument("--threads", type=int, help=threads_help)
     t.set_defaults(func=_train)
 
     r = sub.add_parser("resume", help="continue a stopped run from its last checkpoint")
     r.add_argument("run_dir")
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--threads", type=int, help=threads_help)
     r.set_defaults(func=_resume)
 
     e = sub.add_parser("eval", help="adaptation curve of a run's last checkpoint on held-out tasks")
@@ -130,7 +197,10 @@ def parser() -> argparse.ArgumentParser:
         "--out", help="write the results to this JSON file instead of RUN_DIR/results.json"
     )
     e.add_argument("--split", help="split to evaluate (default: eval.final_split)")
-    e.add_argument("--num-tasks", type=int, help="held-out tasks (default: eval.final_num_tasks)")
+    e.add_argument(
+        "--num-tasks", help="held-out tasks, >= 1 (same as eval.final_num_tasks=N, the default)"
+    )
+    e.add_argument("--threads", type=int, help=threads_help)
     e.set_defaults(func=_eval)
 
     pl = sub.add_parser("plot", help="redraw curves.png from results.json")
@@ -149,7 +219,21 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (`timeout`, a scheduler) stops a run like Ctrl-C
+
+
 def main(argv: list[str] | None = None) -> int:
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     p = parser()
     # Overrides may also come after options (`train CFG --run-dir D a=1`), which argparse
     # alone rejects once the positionals are consumed.
@@ -169,11 +253,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `metarl list | head`
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- silence the flush at exit
         return 0
+    except OSError as exc:  # files, folders, disks: expected failures, not bugs
+        print(f"metarl: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
+    except RunInterrupted as exc:
+        print(f"metarl: {exc}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print(
-            "metarl: interrupted; the last checkpoint is intact (metarl resume RUN_DIR)",
-            file=sys.stderr,
-        )
+        print("metarl: interrupted; no file was left half-written", file=sys.stderr)
         return 130
     return 0
 

@@ -1,10 +1,14 @@
 """Errors that reach the user as one clear line.
 
 `UsageError` is bad input (config, paths, flags): the CLI prints its message and exits with
-code 2. `NonFiniteError` stops training on a NaN/inf loss; the last good checkpoint stays.
+code 2. `NonFiniteError` stops training on a NaN/inf loss, parameter, optimiser statistic or
+held-out metric (exit code 1); every checkpoint written holds finite numbers only.
+`RunInterrupted` is Ctrl-C during a run (exit code 130): its message says what was kept.
 """
 
 from __future__ import annotations
+
+import torch
 
 
 class UsageError(ValueError):
@@ -17,3 +21,18 @@ class DataError(UsageError):
 
 class NonFiniteError(RuntimeError):
     """A loss or statistic became NaN or infinite; training stops before checkpointing it."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; the message names the checkpoint that was kept (or that none was)."""
+
+
+def check_finite(tensor: torch.Tensor, what: str) -> torch.Tensor:
+    """`tensor` unchanged if it holds only finite numbers, else NonFiniteError naming `what`.
+
+    Learners call it on the inputs of distribution constructors (policy logits, means), so a
+    diverged update ends in the engine's one-line stop (which adds the iteration, what was kept
+    and what to change) instead of a constructor's traceback."""
+    if not bool(torch.isfinite(tensor).all()):
+        raise NonFiniteError(f"non-finite {what}")
+    return tensor

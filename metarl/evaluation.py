@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from metarl.contracts import TaskDistribution
 from metarl.seeding import make_generator
@@ -37,21 +38,34 @@ def adaptation_curve(
     batch_tasks: int,
     seed: int,
     device: torch.device,
+    progress: bool | None = False,
 ) -> dict[str, Any]:
     """Evaluate `learner` on `num_tasks` tasks of `split`, drawn in batches of `batch_tasks`.
 
     The tasks come from a generator seeded only by the run seed and the split, so every
     evaluation of a run (and of a resumed run) sees the same held-out tasks and never
-    consumes the training generators.
+    consumes the training generators. `progress`: a bar over the tasks (None: on a terminal).
     """
+    if num_tasks < 1 or batch_tasks < 1:
+        raise ValueError(f"num_tasks={num_tasks} and batch_tasks={batch_tasks} must be >= 1")
     gen = make_generator(seed, f"eval/{split}", device)
     cols = []
     done = 0
-    while done < num_tasks:
-        n = min(batch_tasks, num_tasks - done)
-        tasks = distribution.sample(split, n, gen)
-        cols.append(learner.adaptation_curve(tasks, max_budget).detach().cpu())
-        done += n
+    bar = tqdm(
+        total=num_tasks,
+        desc=f"eval {split}",
+        unit="task",
+        leave=False,
+        dynamic_ncols=True,
+        disable=(not progress) if progress is not None else None,
+    )
+    with bar:
+        while done < num_tasks:
+            n = min(batch_tasks, num_tasks - done)
+            tasks = distribution.sample(split, n, gen)
+            cols.append(learner.adaptation_curve(tasks, max_budget).detach().cpu())
+            done += n
+            bar.update(n)
     rows = min(c.shape[0] for c in cols)
     curve = summarize(torch.cat([c[:rows] for c in cols], dim=1))
     curve.update(split=split, metric=learner.metric, budget_name=learner.budget_name)

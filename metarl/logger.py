@@ -1,9 +1,10 @@
 """TensorBoard logging: namespaced scalars and the adaptation curve as one chart and a figure.
 
 Keys: `meta/...` (training metrics), `adapt/<metric>_<budget>_<k>` (one scalar per budget of
-the held-out curve, grouped by a custom-scalars layout so TensorBoard draws them as one
-multi-line chart), `adapt/curve` (the curve as a figure), `adapt/video` (adapted behaviour as
-an animated GIF in the Images tab), `time/...`.
+the held-out curve during training, grouped by a custom-scalars layout so TensorBoard draws
+them as one multi-line chart), `adapt/curve` (the curve as a figure), `final/...` (the same for
+the final evaluation, on its own tags so it never hides the last training-time one),
+`adapt/video` (adapted behaviour as an animated GIF in the Images tab), `time/...`.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from tensorboard.compat.proto.summary_pb2 import Summary  # noqa: E402
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 
 
-def budget_tag(curve: dict[str, Any], budget: int) -> str:
-    return f"adapt/{curve['metric']}_{curve['budget_name']}_{budget:02d}"
+def budget_tag(curve: dict[str, Any], budget: int, prefix: str = "adapt") -> str:
+    return f"{prefix}/{curve['metric']}_{curve['budget_name']}_{budget:02d}"
 
 
 def curve_figure(curve: dict[str, Any], title: str = "") -> plt.Figure:
@@ -38,9 +39,14 @@ def curve_figure(curve: dict[str, Any], title: str = "") -> plt.Figure:
 
 
 def save_curve_png(curve: dict[str, Any], path: Path, title: str = "") -> None:
+    """The curve as a PNG, written atomically (a killed run never leaves half a file)."""
+    from metarl.checkpoint import atomic_write_bytes
+
     fig = curve_figure(curve, title)
-    fig.savefig(path, dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def encode_gif(frames: np.ndarray, fps: float = 10.0) -> bytes:
@@ -62,12 +68,13 @@ class RunLogger:
     def __init__(self, run_dir: Path, metric: str, budget_name: str):
         self.writer = SummaryWriter(log_dir=str(run_dir))
         layout = {
-            "adapt": {
-                f"{metric} after each {budget_name} budget (held-out)": [
+            prefix: {
+                f"{metric} after each {budget_name} budget ({what})": [
                     "Multiline",
-                    [f"adapt/{metric}_{budget_name}_.*"],
+                    [f"{prefix}/{metric}_{budget_name}_.*"],
                 ]
             }
+            for prefix, what in (("adapt", "held-out, during training"), ("final", "final split"))
         }
         self.writer.add_custom_scalars(layout)
 
@@ -75,11 +82,12 @@ class RunLogger:
         for key, value in values.items():
             self.writer.add_scalar(f"{prefix}/{key}", value, step)
 
-    def curve(self, curve: dict[str, Any], step: int) -> None:
+    def curve(self, curve: dict[str, Any], step: int, prefix: str = "adapt") -> None:
+        """One scalar per budget under `prefix/` and the figure `prefix/curve`."""
         for b, m in zip(curve["budgets"], curve["mean"], strict=True):
-            self.writer.add_scalar(budget_tag(curve, b), m, step)
-        fig = curve_figure(curve, f"iteration {step}")
-        self.writer.add_figure("adapt/curve", fig, step, close=True)
+            self.writer.add_scalar(budget_tag(curve, b, prefix), m, step)
+        fig = curve_figure(curve, f"iteration {step} ({curve['split']})")
+        self.writer.add_figure(f"{prefix}/curve", fig, step, close=True)
         self.writer.flush()
 
     def video(self, tag: str, frames: np.ndarray, step: int, fps: float = 10.0) -> bytes:

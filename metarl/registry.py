@@ -106,10 +106,17 @@ def _section(data: dict[str, Any], table: dict[str, Any], what: str) -> tuple[An
     return from_dict(cls, data, what), build
 
 
+def _normalized(data: dict[str, Any], section: Any) -> dict[str, Any]:
+    """`data` with each given value replaced by its parsed form (`'1e-3'` -> 0.001), so the
+    config that is written and compared on resume holds numbers, not the strings typed."""
+    return {k: (v if k == "kind" else getattr(section, k)) for k, v in data.items()}
+
+
 def validate(cfg: RunConfig) -> None:
-    """Validate the task and learner sections against their components' dataclasses."""
-    _section(cfg.task, DISTRIBUTIONS, "task")
-    _section(cfg.learner, LEARNERS, "learner")
+    """Validate the task and learner sections against their components' dataclasses (types
+    and declared ranges), and store their parsed values back into `cfg`."""
+    cfg.task = _normalized(cfg.task, _section(cfg.task, DISTRIBUTIONS, "task")[0])
+    cfg.learner = _normalized(cfg.learner, _section(cfg.learner, LEARNERS, "learner")[0])
 
 
 def build_distribution(cfg: RunConfig, device: torch.device) -> TaskDistribution[Any]:

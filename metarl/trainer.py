@@ -24,19 +24,29 @@ import yaml
 from tqdm import tqdm
 
 from metarl import registry
-from metarl.checkpoint import load_checkpoint, save_checkpoint
+from metarl.checkpoint import (
+    atomic_write_bytes,
+    atomic_write_text,
+    first_mismatch,
+    load_checkpoint,
+    non_finite_entries,
+    save_checkpoint,
+)
 from metarl.config import (
     RunConfig,
     apply_overrides,
     diff_configs,
     from_dict,
+    load_yaml,
     migrate_config,
     to_dict,
 )
 from metarl.contracts import Learner, TaskDistribution
-from metarl.errors import NonFiniteError, UsageError
+from metarl.errors import DataError, NonFiniteError, RunInterrupted, UsageError
 from metarl.evaluation import adaptation_curve, format_curve
 from metarl.logger import RunLogger, encode_gif, save_curve_png
+from metarl.resources import check_fits, choose_threads
+from metarl.rundir import owned_run_dir, read_results
 from metarl.seeding import make_generator
 
 
@@ -61,6 +71,8 @@ class Run:
     learner: Learner[Any]
     generator: torch.Generator  # draws the training tasks
     iteration: int = 0
+    saved_iteration: int | None = None  # iteration of the checkpoint on disk, if any
+    progress: bool | None = False  # evaluation progress bars (None: on a terminal)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -74,18 +86,67 @@ class Run:
             "config": to_dict(self.cfg),
         }
 
+    def kept(self) -> str:
+        """What a stopped run leaves, as a phrase with the real paths."""
+        if self.saved_iteration is None:
+            return "no checkpoint had been written yet, so nothing was kept"
+        return (
+            f"the last good checkpoint {self.checkpoint_path} (iteration {self.saved_iteration}) "
+            f"is intact: `metarl resume {self.run_dir}`"
+        )
+
     def save(self) -> None:
-        save_checkpoint(self.state(), self.checkpoint_path)
+        """Write the checkpoint, refusing (NonFiniteError) if any parameter or optimiser
+        statistic is NaN or infinite, so every checkpoint on disk holds finite numbers."""
+        state = self.state()
+        bad = list(non_finite_entries(state["learner"]))
+        if bad:
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            raise NonFiniteError(
+                f"non-finite learner.{bad[0]}{more} at iteration {self.iteration}; training "
+                f"stopped before checkpointing it and {self.kept()}; lower learner.outer_lr "
+                f"or learner.inner_lr and run again"
+            )
+        save_checkpoint(state, self.checkpoint_path)
+        self.saved_iteration = self.iteration
 
     def restore(self) -> None:
-        state = load_checkpoint(self.checkpoint_path)
-        self.learner.load_state_dict(state["learner"])
-        self.generator.set_state(state["generators"]["train_tasks"])
-        self.iteration = int(state["iteration"])
+        """Load the checkpoint after checking it against this run (names, shapes, types)."""
+        path = self.checkpoint_path
+        state = load_checkpoint(path)
+        fix = (
+            "train into a new --run-dir, or restore the config.yaml the checkpoint was trained with"
+        )
+        expected = {k: v for k, v in self.state().items() if k != "config"}
+        loaded = {k: v for k, v in state.items() if k not in ("config", "format")}
+        mismatch = first_mismatch(expected, loaded)
+        if mismatch is None and not isinstance(state.get("iteration"), int):
+            mismatch = "its iteration is not an integer"
+        if mismatch is None and isinstance(state.get("config"), dict):
+            mine = to_dict(self.cfg)
+            trained = {k: state["config"].get(k) for k in ("seed", "learner")}
+            diffs = diff_configs(trained, {k: mine[k] for k in trained})
+            if diffs:
+                mismatch = f"it was written by another run ({'; '.join(diffs)})"
+        if mismatch:
+            raise DataError(
+                f"checkpoint {path} does not fit the run's config.yaml: {mismatch}; {fix}"
+            )
+        try:
+            self.learner.load_state_dict(state["learner"])
+            self.generator.set_state(state["generators"]["train_tasks"])
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DataError(
+                f"checkpoint {path} does not fit the run's config.yaml ({reason}); {fix}"
+            ) from None
+        self.iteration = self.saved_iteration = state["iteration"]
 
     def evaluate(self, split: str, num_tasks: int) -> dict[str, Any]:
+        """The adaptation curve on `num_tasks` tasks of `split`; NonFiniteError when a budget's
+        mean is NaN or infinite (adaptation diverged)."""
         e = self.cfg.eval
-        return adaptation_curve(
+        curve = adaptation_curve(
             self.learner,
             self.distribution,
             split,
@@ -94,10 +155,28 @@ class Run:
             e.batch_tasks,
             self.cfg.seed,
             self.device,
+            progress=self.progress,
         )
+        bad = [
+            b for b, m in zip(curve["budgets"], curve["mean"], strict=True) if not math.isfinite(m)
+        ]
+        if bad:
+            span = f"{bad[0]}-{bad[-1]}" if bad == list(range(bad[0], bad[-1] + 1)) else bad
+            kept = (
+                "no checkpoint had been written yet"
+                if self.saved_iteration is None
+                else f"the checkpoint {self.checkpoint_path} (iteration {self.saved_iteration}) "
+                "is kept"
+            )
+            raise NonFiniteError(
+                f"non-finite held-out {curve['metric']} at {curve['budget_name']} {span} "
+                f"({split} tasks, iteration {self.iteration}): adaptation diverges; {kept}; "
+                f"lower learner.inner_lr (or learner.outer_lr) and train again"
+            )
+        return curve
 
 
-def build_run(cfg: RunConfig, run_dir: Path) -> Run:
+def build_run(cfg: RunConfig, run_dir: Path, threads: int | None = None) -> Run:
     device = resolve_device(cfg.device)
     distribution = registry.build_distribution(cfg, device)
     for split in ("train", cfg.eval.split, cfg.eval.final_split):
@@ -107,36 +186,45 @@ def build_run(cfg: RunConfig, run_dir: Path) -> Run:
                 f"{cfg.task.get('kind')!r}; choose one of {', '.join(distribution.splits)}"
             )
     learner = registry.build_learner(cfg, distribution, device)
+    choose_threads(learner, threads)
     generator = make_generator(cfg.seed, "train_tasks", device)
     return Run(cfg, run_dir, device, distribution, learner, generator)
 
 
 def prepare_run_dir(cfg: RunConfig, run_dir: Path) -> bool:
-    """Write `config.yaml`, or check it matches for a resume. Returns True when resuming."""
+    """Check `run_dir` can take this run. Returns True when it holds a checkpoint of the same
+    config (resume). A config.yaml without a checkpoint (a run that never checkpointed) does
+    not block: the new run replaces it."""
     config_file = run_dir / "config.yaml"
-    new = to_dict(cfg)
-    if config_file.exists():
-        old = migrate_config(yaml.safe_load(config_file.read_text()))
-        diffs = diff_configs(old, new)
-        if diffs:
-            raise UsageError(
-                f"run directory {run_dir} holds a run with a different config "
-                f"({'; '.join(diffs)}); pick another --run-dir or use the same config"
-            )
-        return (run_dir / "checkpoints" / "last.pt").exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config_file.write_text(yaml.safe_dump(new, sort_keys=False))
-    return False
+    has_checkpoint = (run_dir / "checkpoints" / "last.pt").exists()
+    if not has_checkpoint:
+        return False
+    if not config_file.exists():
+        raise UsageError(
+            f"run directory {run_dir} holds a checkpoint but no config.yaml; restore the "
+            f"config.yaml or pick another --run-dir"
+        )
+    diffs = diff_configs(migrate_config(load_yaml(config_file)), to_dict(cfg))
+    if diffs:
+        raise UsageError(
+            f"run directory {run_dir} holds a run with a different config "
+            f"({'; '.join(diffs)}); pick another --run-dir or use the same config"
+        )
+    return True
 
 
-def load_run(run_dir: Path, overrides: list[str] | None = None) -> Run:
+def write_config(cfg: RunConfig, run_dir: Path) -> None:
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def load_run(run_dir: Path, overrides: list[str] | None = None, threads: int | None = None) -> Run:
     """Rebuild a run from its directory (config.yaml and the last checkpoint).
 
     `overrides` may change how it is evaluated (`task.*` and `eval.*` keys, e.g. `task.ways=20`
     to test a checkpoint on 20-way tasks), never what was trained.
     """
     config_file = run_dir / "config.yaml"
-    if not config_file.exists():
+    if not config_file.is_file():
         raise UsageError(
             f"{run_dir} is not a run directory (no config.yaml); give the folder `metarl train` wrote"
         )
@@ -145,11 +233,11 @@ def load_run(run_dir: Path, overrides: list[str] | None = None) -> Run:
             raise UsageError(
                 f"override {text!r}: only task.* and eval.* keys can change at evaluation"
             )
-    data = migrate_config(yaml.safe_load(config_file.read_text()))
+    data = migrate_config(load_yaml(config_file))  # tags refused, never run
     data = apply_overrides(data, overrides or [])
     cfg = from_dict(RunConfig, data, "")
     registry.validate(cfg)
-    run = build_run(cfg, run_dir)
+    run = build_run(cfg, run_dir, threads)
     if not run.checkpoint_path.exists():
         raise UsageError(f"{run_dir} has no checkpoint yet (checkpoints/last.pt); train it first")
     run.restore()
@@ -159,28 +247,63 @@ def load_run(run_dir: Path, overrides: list[str] | None = None) -> Run:
 def _check_finite(metrics: dict[str, float], step: int, run: Run) -> None:
     bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
     if bad:
-        kept = (
-            f"the last good checkpoint {run.checkpoint_path} is intact"
-            if run.checkpoint_path.exists()
-            else "no checkpoint had been written yet"
-        )
         raise NonFiniteError(
             f"non-finite {', '.join(f'meta/{k}={v}' for k, v in bad.items())} at "
-            f"iteration {step}; training stopped and {kept}; lower learner.outer_lr "
+            f"iteration {step}; training stopped and {run.kept()}; lower learner.outer_lr "
             f"or learner.inner_lr and run again"
         )
 
 
+def _postfix(metrics: dict[str, float], learner: Any, limit: int = 3) -> dict[str, str]:
+    """At most `limit` metrics for the progress bar (the learner's metric and the loss first),
+    so the bar itself keeps its width."""
+    first = [k for k in (getattr(learner, "metric", None), "loss") if k in metrics]
+    keys = (first + [k for k in metrics if k not in first])[:limit]
+    return {k: f"{metrics[k]:.3g}" for k in keys}
+
+
 def train(
-    cfg: RunConfig, run_dir: Path, progress: bool | None = None, final_eval: bool = True
+    cfg: RunConfig,
+    run_dir: Path,
+    progress: bool | None = None,
+    final_eval: bool = True,
+    threads: int | None = None,
 ) -> dict[str, Any]:
-    """Meta-train (resuming from `run_dir` if it holds the same run); returns results.json."""
-    resuming = prepare_run_dir(cfg, run_dir)
-    run = build_run(cfg, run_dir)
-    if resuming:
-        run.restore()
-    t = cfg.train
-    logger = RunLogger(run_dir, run.learner.metric, run.learner.budget_name)
+    """Meta-train (resuming from `run_dir` if it holds the same run); returns results.json.
+
+    The run directory is locked for the whole call; if it fails before its first checkpoint,
+    what it wrote is removed again (see `metarl.rundir`)."""
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    with owned_run_dir(run_dir, checkpoint):
+        resuming = prepare_run_dir(cfg, run_dir)
+        if (run_dir / "results.json").exists():
+            read_results(run_dir / "results.json")  # fail now, not after training
+        run = build_run(cfg, run_dir, threads)
+        run.progress = progress
+        if resuming:
+            run.restore()
+        else:  # a run that never checkpointed: its charts would overlap the new ones
+            for old in run_dir.glob("events.out.tfevents.*"):
+                old.unlink()
+        t, e = cfg.train, cfg.eval
+        check_fits(
+            run.learner,
+            run.distribution,
+            [("train.num_tasks", "train", t.num_tasks)]
+            + [
+                ("eval.batch_tasks", split, min(e.batch_tasks, n))
+                for split, n in ((e.split, e.num_tasks), (e.final_split, e.final_num_tasks))
+            ],
+            cfg.seed,
+            run.device,
+        )
+        write_config(cfg, run_dir)
+        return _loop(run, progress, final_eval)
+
+
+def _loop(run: Run, progress: bool | None, final_eval: bool) -> dict[str, Any]:
+    cfg, t = run.cfg, run.cfg.train
+    logger = RunLogger(run.run_dir, run.learner.metric, run.learner.budget_name)
     start, started = run.iteration, time.perf_counter()
     bar = tqdm(
         total=t.iterations,
@@ -192,13 +315,19 @@ def train(
     )
     try:
         while run.iteration < t.iterations:
-            tasks = run.distribution.sample("train", t.num_tasks, run.generator)
-            metrics = run.learner.meta_step(tasks)
             step = run.iteration + 1
+            tasks = run.distribution.sample("train", t.num_tasks, run.generator)
+            try:
+                metrics = run.learner.meta_step(tasks)
+            except NonFiniteError as exc:  # raised inside a learner (e.g. policy logits)
+                raise NonFiniteError(
+                    f"{exc} at iteration {step}; training stopped and {run.kept()}; lower "
+                    f"learner.outer_lr or learner.inner_lr and run again"
+                ) from None
             _check_finite(metrics, step, run)
             run.iteration = step
             bar.update(1)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items()}, refresh=False)
+            bar.set_postfix(_postfix(metrics, run.learner), refresh=False)
             if step % t.log_interval == 0:
                 logger.scalars("meta", metrics, step)
                 elapsed = time.perf_counter() - started
@@ -214,6 +343,8 @@ def train(
                     f"stopping at iteration {step}: train.max_minutes={t.max_minutes} reached"
                 )
                 break
+    except KeyboardInterrupt:
+        raise RunInterrupted(f"interrupted at iteration {run.iteration}; {run.kept()}") from None
     finally:
         bar.close()
     seconds = time.perf_counter() - started
@@ -223,9 +354,15 @@ def train(
         "train_seconds": seconds,
         "iterations_per_second": (run.iteration - start) / seconds if seconds > 0 else 0.0,
     }
-    if final_eval:
-        results = final_evaluation(run, logger, extra=results)
-    logger.close()
+    try:
+        if final_eval:
+            results = final_evaluation(run, logger, extra=results)
+    except KeyboardInterrupt:
+        raise RunInterrupted(
+            f"interrupted during the final evaluation; {run.kept()} (resuming evaluates it)"
+        ) from None
+    finally:
+        logger.close()
     return results
 
 
@@ -254,7 +391,7 @@ def record_video(run: Run, logger: RunLogger | None, split: str) -> Path | None:
     else:
         gif = encode_gif(frames)
     path = run.run_dir / f"adapted{suffix}.gif"
-    path.write_bytes(gif)
+    atomic_write_bytes(path, gif)
     return path
 
 
@@ -266,14 +403,17 @@ def final_evaluation(
     extra: dict[str, Any] | None = None,
     out: Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate on the final split; write results.json and curves.png into the run dir.
+    """Evaluate on the final split; write results.json and curves.png into the run dir
+    (atomically), and the curve to TensorBoard's `final/` tags.
 
     With `out`, the results go to that JSON file instead and curves.png is left alone.
     """
     e = run.cfg.eval
+    path = out or run.run_dir / "results.json"
+    previous = read_results(path) if path.exists() and out is None else {}
     curve = run.evaluate(split or e.final_split, num_tasks or e.final_num_tasks)
     if logger is not None:
-        logger.curve(curve, run.iteration)
+        logger.curve(curve, run.iteration, prefix="final")
     b = min(run.learner.headline_budget, len(curve["mean"]) - 1)
     results = {
         "name": run.cfg.name,
@@ -281,15 +421,13 @@ def final_evaluation(
         "curve": curve,
         "headline": {"budget": b, "mean": curve["mean"][b], "ci95": curve["ci95"][b]},
     }
-    path = out or run.run_dir / "results.json"
-    previous = json.loads(path.read_text()) if path.exists() and out is None else {}
     previous.update(extra or {})
     previous.update(results)
-    path.write_text(json.dumps(previous, indent=2))
+    atomic_write_text(path, json.dumps(previous, indent=2))
     video = record_video(run, logger, split or e.final_split)
     if video is not None:
         previous["video"] = video.name
-        path.write_text(json.dumps(previous, indent=2))
+        atomic_write_text(path, json.dumps(previous, indent=2))
     if out is not None:
         return previous
     save_curve_png(curve, run.run_dir / "curves.png", f"{run.cfg.name}: {curve['split']}")

@@ -138,12 +138,15 @@ def test_tensorboard_event_files_hold_the_adaptation_curve(tmp_path):
     budgets = [f"adapt/mse_steps_{b:02d}" for b in range(4)]
     assert set(budgets) <= set(tags["scalars"])
     assert {"meta/loss", "meta/mse", "time/iterations_per_second"} <= set(tags["scalars"])
-    assert "adapt/curve" in tags["images"]
+    assert {"adapt/curve", "final/curve"} <= set(tags["images"])
     assert "custom_scalars__config__" in tags["tensors"]
-    # the last point of each budget's scalar is the final held-out curve
-    finals = [acc.Scalars(t)[-1] for t in budgets]
-    assert [e.step for e in acc.Scalars(budgets[0])] == [6, 12, 12]
-    assert [e.value for e in finals] == pytest.approx(results["curve"]["mean"], rel=1e-6)
+    # val curves during training on adapt/, the final test curve on its own final/ tags
+    assert [e.step for e in acc.Scalars(budgets[0])] == [6, 12]
+    finals = [acc.Scalars(f"final/mse_steps_{b:02d}") for b in range(4)]
+    assert [[e.step for e in f] for f in finals] == [[12]] * 4
+    assert [f[0].value for f in finals] == pytest.approx(results["curve"]["mean"], rel=1e-6)
+    # both kept: the last val point (other tasks) is not overwritten by the test curve
+    assert acc.Scalars(budgets[0])[-1].value != pytest.approx(finals[0][0].value)
 
 
 def test_non_finite_loss_stops_with_exit_1_and_keeps_the_last_good_checkpoint(
@@ -184,7 +187,7 @@ def test_non_finite_loss_stops_with_exit_1_and_keeps_the_last_good_checkpoint(
         (["device=tpu"], "device: 'tpu' is not valid; choose one of 'auto', 'cpu', 'cuda'"),
         (["train.iterations"], "must look like section.key=value"),
         (["trian.iterations=3"], "unknown config key trian; valid keys: name, seed"),
-        (["task.shots=0"], "task.shots and task.queries must be >= 1"),
+        (["task.shots=0"], "task.shots=0 is out of range; use an integer >= 1"),
     ],
 )
 def test_bad_config_input_exits_2_with_one_line(tmp_path, capsys, override, message):

@@ -10,6 +10,7 @@ Pixels are kept as uint8 (4x less memory than float32) and scaled to [0, 1] when
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,11 +52,30 @@ def _class_dirs(parent: Path) -> list[Path]:
     return dirs
 
 
+def _too_large(path: Path, size: str) -> DataError:
+    return DataError(
+        f"{path} is refused by Pillow's decompression-bomb guard ({size}, more than "
+        f"PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS}); shrink or remove it"
+    )
+
+
 def _load_image(path: Path, mode: str, image_size: int) -> np.ndarray:
+    """One image as uint8 `[C, S, S]`. Its pixel count is checked from the header (Pillow opens
+    lazily) before anything is decoded, against Pillow's `MAX_IMAGE_PIXELS`."""
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():  # between 1x and 2x the limit Pillow only warns
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit is not None and img.width * img.height > limit:
+                raise _too_large(path, f"{img.width}x{img.height} pixels")
             img = img.convert(mode).resize((image_size, image_size), Image.Resampling.BILINEAR)
             arr = np.asarray(img, dtype=np.uint8)
+    except Image.DecompressionBombError as exc:  # Pillow's own check, at open beyond 2x
+        raise _too_large(path, str(exc).split(",")[0]) from None
+    except DataError:
+        raise
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise DataError(
             f"{path} is not a readable image ({type(exc).__name__}); remove or replace it"

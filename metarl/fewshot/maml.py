@@ -18,6 +18,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from metarl.config import NonNegativeInt, PositiveFloat, PositiveInt
 from metarl.errors import UsageError
 from metarl.fewshot.backbones import classifier, mlp
 from metarl.fewshot.episode import Episode
@@ -38,17 +39,17 @@ from metarl.seeding import seeded
 class MAMLConfig:
     backbone: Literal["auto", "conv4", "mlp"] = "auto"
     """conv4 for images, an MLP for vectors; auto picks by the task's input shape."""
-    conv_channels: int = 64
+    conv_channels: PositiveInt = 64
     """conv4 filters per layer."""
-    hidden_sizes: list[int] | None = None
+    hidden_sizes: list[PositiveInt] | None = None
     """MLP hidden sizes (default [40, 40], the MAML sinusoid network)."""
-    inner_lr: float = 0.4
+    inner_lr: PositiveFloat = 0.4
     """Inner-loop step size (Meta-SGD: its initial value)."""
-    outer_lr: float = 0.001
+    outer_lr: PositiveFloat = 0.001
     """Adam step size of the outer update."""
-    adapt_steps: int = 1
+    adapt_steps: NonNegativeInt = 1
     """Inner steps during meta-training."""
-    eval_adapt_steps: int = 3
+    eval_adapt_steps: NonNegativeInt = 3
     """Inner steps at which the headline test metric is read off the curve."""
     first_order: bool = False
     """First-order MAML: drop the second-order terms of the meta-gradient."""

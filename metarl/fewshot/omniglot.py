@@ -55,6 +55,15 @@ NUM_DRAWINGS = 20
 RAW_SIZE = 105
 NUM_CHARACTERS = {"background": 964, "evaluation": 659}
 CACHE_VERSION = 1
+MAX_ENTRY_BYTES = 1 << 20
+"""Largest PNG read (an Omniglot drawing is about 300 bytes): checked from the zip's directory
+or the file's size before anything is decompressed, so a zip bomb is refused without cost."""
+ZIP_METHODS = {
+    zipfile.ZIP_STORED: "stored",
+    zipfile.ZIP_DEFLATED: "deflate",
+    zipfile.ZIP_BZIP2: "bzip2",
+    zipfile.ZIP_LZMA: "lzma",
+}
 
 VINYALS_VAL_ALPHABETS = (
     "Armenian",
@@ -226,19 +235,45 @@ def _junk(name: str) -> bool:
     return "__MACOSX" in name or name.rsplit("/", 1)[-1].startswith("._")
 
 
+def _refuse(source: Path, name: str, why: str) -> DataError:
+    return DataError(f"{source}: {name} {why}; use the official release (metarl download omniglot)")
+
+
+def _zip_entry(source: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    """The bytes of one entry, after the checks its directory record allows: encryption, the
+    compression method and the inflated size (`MAX_ENTRY_BYTES`) are refused up front."""
+    if info.flag_bits & 0x1:
+        raise _refuse(source, info.filename, "is encrypted")
+    if info.compress_type not in ZIP_METHODS:
+        raise _refuse(
+            source, info.filename, f"uses an unsupported compression method ({info.compress_type})"
+        )
+    if info.file_size > MAX_ENTRY_BYTES:
+        raise _refuse(
+            source,
+            info.filename,
+            f"inflates to {info.file_size} bytes, more than the {MAX_ENTRY_BYTES} of any drawing",
+        )
+    # ZipExtFile stops at the declared size, so an entry that lies about it fails its CRC.
+    return zf.read(info)
+
+
 def _entries(source: Path) -> Iterable[tuple[str, bytes]]:
-    """(relative path, bytes) of every PNG in a zip or a folder."""
+    """(relative path, bytes) of every PNG in a zip or a folder, each at most MAX_ENTRY_BYTES."""
     if source.is_dir():
         for p in sorted(source.rglob("*.png")):
             if not _junk(p.name):
-                yield p.relative_to(source).as_posix(), p.read_bytes()
+                rel = p.relative_to(source).as_posix()
+                if p.stat().st_size > MAX_ENTRY_BYTES:
+                    raise _refuse(source, rel, f"is larger than {MAX_ENTRY_BYTES} bytes")
+                yield rel, p.read_bytes()
         return
     try:
         with zipfile.ZipFile(source) as zf:
             for info in zf.infolist():
                 if info.filename.endswith(".png") and not _junk(info.filename):
-                    yield info.filename, zf.read(info)
-    except (OSError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
+                    yield info.filename, _zip_entry(source, zf, info)
+    except (OSError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
         raise _corrupt(source, exc) from None
 
 
@@ -256,8 +291,19 @@ def read_official(source: Path) -> tuple[np.ndarray, list[str], list[int]]:
             )
         alphabet, char, cid, drawing = m.group(1), m.group(2), int(m.group(3)), int(m.group(4))
         try:
-            with Image.open(io.BytesIO(data)) as img:
+            with Image.open(io.BytesIO(data)) as img:  # reads the header only
+                if img.size != (RAW_SIZE, RAW_SIZE):
+                    raise DataError(
+                        f"{source}: {rel} is {img.size[0]}x{img.size[1]}, expected 105x105"
+                    )
                 white = np.asarray(img.convert("L")) >= 128
+        except Image.DecompressionBombError as exc:  # Pillow refuses the header at open
+            raise DataError(
+                f"{source}: {rel} is refused by Pillow's decompression-bomb guard "
+                f"({str(exc).split(',')[0]}), expected 105x105; use the official release"
+            ) from None
+        except DataError:
+            raise
         except (OSError, UnidentifiedImageError, ValueError) as exc:
             raise DataError(
                 f"{source}: {rel} is not a readable PNG ({type(exc).__name__}); get the data again"

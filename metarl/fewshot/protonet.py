@@ -11,12 +11,13 @@ Batch norm normalises each task's support and query together with that task's ow
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from metarl.config import PositiveFloat, PositiveInt, Range
 from metarl.errors import UsageError
 from metarl.fewshot.backbones import conv4
 from metarl.fewshot.episode import Episode
@@ -25,13 +26,13 @@ from metarl.seeding import seeded
 
 @dataclass
 class ProtoNetConfig:
-    conv_channels: int = 64
+    conv_channels: PositiveInt = 64
     """conv4 filters per layer."""
-    outer_lr: float = 0.001
+    outer_lr: PositiveFloat = 0.001
     """Adam step size."""
-    lr_decay_every: int = 2000
+    lr_decay_every: PositiveInt = 2000
     """Halve (times lr_decay) the step size every this many meta-iterations (Snell et al.)."""
-    lr_decay: float = 0.5
+    lr_decay: Annotated[float, Range(0.0, 1.0, low_open=True)] = 0.5
     """Step-size factor applied every lr_decay_every iterations."""
 
 

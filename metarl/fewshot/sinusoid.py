@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from metarl.config import PositiveInt
 from metarl.contracts import SPLITS, check_split
 from metarl.errors import UsageError
 from metarl.fewshot.episode import Episode
@@ -20,9 +21,9 @@ from metarl.fewshot.episode import Episode
 
 @dataclass
 class SinusoidConfig:
-    shots: int = 5
+    shots: PositiveInt = 5
     """Support points per task (K)."""
-    queries: int = 10
+    queries: PositiveInt = 10
     """Query points per task."""
     amplitude: list[float] | None = None
     """Amplitude range [low, high] (default [0.1, 5.0])."""
@@ -49,14 +50,14 @@ class SinusoidDistribution:
         self.amplitude = tuple(cfg.amplitude or (0.1, 5.0))
         self.phase = tuple(cfg.phase or (0.0, math.pi))
         self.x_range = tuple(cfg.x_range or (-5.0, 5.0))
-        for name, (lo, hi) in (
+        for name, bounds in (
             ("amplitude", self.amplitude),
             ("phase", self.phase),
             ("x_range", self.x_range),
         ):
-            if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+            if len(bounds) != 2 or not all(map(math.isfinite, bounds)) or bounds[0] > bounds[1]:
                 raise UsageError(
-                    f"task.{name} must be [low, high] with finite low <= high, got {[lo, hi]}"
+                    f"task.{name} must be [low, high] with finite low <= high, got {list(bounds)}"
                 )
         if self.shots < 1 or self.queries < 1:
             raise UsageError("task.shots and task.queries must be >= 1")

@@ -13,6 +13,7 @@ from typing import Literal
 
 import torch
 
+from metarl.config import NonNegativeInt, OpenUnitInterval, PositiveInt
 from metarl.contracts import SPLITS, check_split
 from metarl.errors import UsageError
 from metarl.fewshot.episode import Episode
@@ -91,19 +92,19 @@ class OmniglotTaskConfig:
     """vinyals: 1200 trainval / 423 test characters, x4 rotations; lake: background / evaluation sets."""
     train_on: Literal["train", "trainval"] = "trainval"
     """Classes of split 'train': train alone (keeps val held out) or train + val (the paper protocol)."""
-    ways: int = 5
+    ways: PositiveInt = 5
     """Classes per evaluation task (N)."""
-    shots: int = 1
+    shots: PositiveInt = 1
     """Support examples per class in evaluation tasks (K)."""
-    queries: int = 15
+    queries: PositiveInt = 15
     """Query examples per class in evaluation tasks (Q)."""
-    train_ways: int | None = None
+    train_ways: PositiveInt | None = None
     """Classes per training task; None: same as ways (Prototypical Networks trains with more)."""
-    train_shots: int | None = None
+    train_shots: PositiveInt | None = None
     """Support examples per class in training tasks; None: same as shots."""
-    train_queries: int | None = None
+    train_queries: PositiveInt | None = None
     """Query examples per class in training tasks; None: same as queries."""
-    image_size: int = 28
+    image_size: PositiveInt = 28
     """Side of the images after area-averaged resizing from 105."""
 
 
@@ -129,27 +130,27 @@ class ImageFolderTaskConfig:
     """Folder of class folders: <root>/<class>/*.png|jpg, or <root>/{train,val,test}/<class>/..."""
     channels: Literal[1, 3] = 3
     """1: grayscale, 3: RGB."""
-    image_size: int = 84
+    image_size: PositiveInt = 84
     """Side of the images after resizing (bilinear, antialiased)."""
-    val_fraction: float = 0.2
+    val_fraction: OpenUnitInterval = 0.2
     """Fraction of classes held out for val when the folder has no train/val/test subfolders."""
-    test_fraction: float = 0.2
+    test_fraction: OpenUnitInterval = 0.2
     """Fraction of classes held out for test when the folder has no train/val/test subfolders."""
-    split_seed: int = 0
+    split_seed: NonNegativeInt = 0
     """Seed of the class split by fractions (independent of the run seed, so runs share it)."""
     train_on: Literal["train", "trainval"] = "train"
     """Classes of split 'train': train alone or train + val."""
-    ways: int = 5
+    ways: PositiveInt = 5
     """Classes per evaluation task (N)."""
-    shots: int = 1
+    shots: PositiveInt = 1
     """Support examples per class in evaluation tasks (K)."""
-    queries: int = 15
+    queries: PositiveInt = 15
     """Query examples per class in evaluation tasks (Q)."""
-    train_ways: int | None = None
+    train_ways: PositiveInt | None = None
     """Classes per training task; None: same as ways."""
-    train_shots: int | None = None
+    train_shots: PositiveInt | None = None
     """Support examples per class in training tasks; None: same as shots."""
-    train_queries: int | None = None
+    train_queries: PositiveInt | None = None
     """Query examples per class in training tasks; None: same as queries."""
 
 
