@@ -39,7 +39,7 @@ def test_bad_input_gives_one_line_and_its_exit_code(case, tmp_path, trained, cap
 
 
 def test_numbers_parse_as_typed(tmp_path, capsys):
-    from metarl.config import load_config
+    from metarl.registry import load_config
 
     for text, value in [("1e-3", 1e-3), ("1E-3", 1e-3), ("1e30", 1e30), (".5", 0.5), ("2", 2.0)]:
         assert (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from metarl.config import load_config
+from metarl.registry import load_config
 from metarl.resources import SMALL_MODEL, choose_threads, state_numel, tensor_bytes
 from metarl.trainer import _postfix, build_run, train
 from tests.cli_cases import TINY
