@@ -313,6 +313,7 @@ def _loop(run: Run, progress: bool | None, final_eval: bool) -> dict[str, Any]:
         dynamic_ncols=True,
         disable=(not progress) if progress is not None else None,
     )
+    finished = False
     try:
         while run.iteration < t.iterations:
             step = run.iteration + 1
@@ -343,10 +344,13 @@ def _loop(run: Run, progress: bool | None, final_eval: bool) -> dict[str, Any]:
                     f"stopping at iteration {step}: train.max_minutes={t.max_minutes} reached"
                 )
                 break
+        finished = True
     except KeyboardInterrupt:
         raise RunInterrupted(f"interrupted at iteration {run.iteration}; {run.kept()}") from None
     finally:
         bar.close()
+        if not finished:  # close the event file before the run dir's clean-up removes it
+            logger.close()
     seconds = time.perf_counter() - started
     results = {
         "name": cfg.name,
