@@ -1,4 +1,4 @@
-"""Command line: `metarl train | resume | eval | plot | list | download`.
+"""Command line: `metarl train | resume | eval | adapt | plot | list | download`.
 
 Bad input ends with one line on stderr and exit code 2; a non-finite loss ends with exit
 code 1 and the last good checkpoint intact.
@@ -68,6 +68,12 @@ def _eval(args: argparse.Namespace) -> None:
         print(f"Results:       {out}")
 
 
+def _adapt(args: argparse.Namespace) -> None:
+    from metarl.adapt import run_adapt
+
+    run_adapt(args)
+
+
 def _plot(args: argparse.Namespace) -> None:
     from metarl.logger import save_curve_png
 
@@ -132,6 +138,33 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--split", help="split to evaluate (default: eval.final_split)")
     e.add_argument("--num-tasks", type=int, help="held-out tasks (default: eval.final_num_tasks)")
     e.set_defaults(func=_eval)
+
+    a = sub.add_parser(
+        "adapt",
+        help="classify your own images: adapt a trained learner to a support folder",
+        description="Adapt a trained few-shot learner to SUPPORT (one sub-folder of images per "
+        "class) and print, for every query image, the predicted class and its probability.",
+    )
+    a.add_argument("run_dir", help="a run directory written by `metarl train`")
+    a.add_argument("--support", required=True, help="folder of class folders: DIR/<class>/<image>")
+    a.add_argument(
+        "--query",
+        required=True,
+        nargs="+",
+        help="query image files or folders (searched recursively)",
+    )
+    a.add_argument("--out", help="write a CSV: query,class,probability[,class_2,probability_2,...]")
+    a.add_argument(
+        "--top", type=int, default=1, help="classes per query, most probable first (default 1)"
+    )
+    a.add_argument(
+        "--sheet",
+        help="write a PNG grid of the queries labelled with their class (wrong ones marked in red "
+        "where a query's folder names its true class)",
+    )
+    a.add_argument("--batch-size", type=int, default=50, help="query images per batch (default 50)")
+    a.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="default cpu")
+    a.set_defaults(func=_adapt)
 
     pl = sub.add_parser("plot", help="redraw curves.png from results.json")
     pl.add_argument("run_dir")

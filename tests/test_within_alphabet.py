@@ -16,7 +16,6 @@ def test_lake_test_tasks_mix_characters_of_one_alphabet_only(omniglot_dir, omnig
         data_dir=str(omniglot_dir), split="lake", ways=20, shots=1, queries=1, within_alphabet=True
     )
     dist = build_omniglot(cfg, torch.device("cpu"))
-    pool = dist.pools["test"]
     alphabet_of = {r: omniglot.names[r].split("/")[0] for r in range(len(omniglot.names))}
     # Each image's class is found back from its pixels: a random projection of every image of
     # Omniglot is a fingerprint (a few drawings occur in two characters, once across the two sets: then any may be it).

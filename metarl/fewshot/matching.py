@@ -15,6 +15,7 @@ concatenates `h` and `r` as the hidden state; we add them, which keeps the cell 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,8 +116,6 @@ class Matching:
         self.model.to(device)
         self.metric, self.higher_is_better = "accuracy", True
         self.headline_budget = 1
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.outer_lr)
-        self.scheduler = lr_schedule(self.optimizer, cfg.lr_decay_every, cfg.lr_decay)
 
     def log_probs(self, support_x: Tensor, support_y: Tensor, query_x: Tensor, ways: int) -> Tensor:
         """`log p(y | x)` `[Q, ways]` of queries `[Q, C, H, W]` given a support `[S, C, H, W]`."""
@@ -171,6 +170,25 @@ class Matching:
         self.model.train()
         with torch.no_grad():
             return self.log_probs(support_x, support_y, query_x, ways).exp()
+
+    @functools.cached_property
+    def _optim(self) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.StepLR]:
+        """Adam and its schedule, built on first use: `metarl adapt` never trains and so skips
+        the optimiser's import cost (about a second of start-up)."""
+        opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.outer_lr)
+        return opt, lr_schedule(opt, self.cfg.lr_decay_every, self.cfg.lr_decay)
+
+    @property
+    def optimizer(self) -> torch.optim.Adam:
+        return self._optim[0]
+
+    @property
+    def scheduler(self) -> torch.optim.lr_scheduler.StepLR:
+        return self._optim[1]
+
+    def load_model(self, state: dict[str, Any]) -> None:
+        """Only the network of a checkpoint's learner state (for prediction)."""
+        self.model.load_state_dict(state["model"])
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -16,6 +16,7 @@ by the mean squared error between the scores and the one-hot match (1 for the qu
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,8 +96,6 @@ class Relation:
         self.cfg, self.model = cfg, model.to(device)
         self.metric, self.higher_is_better = "accuracy", True
         self.headline_budget = 1
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.outer_lr)
-        self.scheduler = lr_schedule(self.optimizer, cfg.lr_decay_every, cfg.lr_decay)
 
     def scores(self, support_x: Tensor, support_y: Tensor, query_x: Tensor, ways: int) -> Tensor:
         """Relation scores `[Q, ways]` in [0, 1] of queries `[Q, C, H, W]` to each class."""
@@ -160,6 +159,25 @@ class Relation:
         with torch.no_grad():
             s = self.scores(support_x, support_y, query_x, ways)
         return s / s.sum(-1, keepdim=True).clamp_min(1e-12)
+
+    @functools.cached_property
+    def _optim(self) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.StepLR]:
+        """Adam and its schedule, built on first use: `metarl adapt` never trains and so skips
+        the optimiser's import cost (about a second of start-up)."""
+        opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.outer_lr)
+        return opt, lr_schedule(opt, self.cfg.lr_decay_every, self.cfg.lr_decay)
+
+    @property
+    def optimizer(self) -> torch.optim.Adam:
+        return self._optim[0]
+
+    @property
+    def scheduler(self) -> torch.optim.lr_scheduler.StepLR:
+        return self._optim[1]
+
+    def load_model(self, state: dict[str, Any]) -> None:
+        """Only the network of a checkpoint's learner state (for prediction)."""
+        self.model.load_state_dict(state["model"])
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -18,6 +18,7 @@ Siamese networks for their table), not Koch's 105x105 network with 4096 sigmoid 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -129,8 +130,6 @@ class Siamese:
         self.model = nn.ModuleDict({"encoder": encoder, "head": PairHead(dim)}).to(device)
         self.metric, self.higher_is_better = "accuracy", True
         self.headline_budget = 1
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.outer_lr)
-        self.scheduler = lr_schedule(self.optimizer, cfg.lr_decay_every, cfg.lr_decay)
         self.train_generator = make_generator(seed, "siamese/distort", device)
 
     def similarity(self, a: Tensor, b: Tensor) -> Tensor:
@@ -199,6 +198,25 @@ class Siamese:
         self.model.train()
         with torch.no_grad():
             return torch.softmax(self.class_scores(support_x, support_y, query_x, ways), -1)
+
+    @functools.cached_property
+    def _optim(self) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.StepLR]:
+        """Adam and its schedule, built on first use: `metarl adapt` never trains and so skips
+        the optimiser's import cost (about a second of start-up)."""
+        opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.outer_lr)
+        return opt, lr_schedule(opt, self.cfg.lr_decay_every, self.cfg.lr_decay)
+
+    @property
+    def optimizer(self) -> torch.optim.Adam:
+        return self._optim[0]
+
+    @property
+    def scheduler(self) -> torch.optim.lr_scheduler.StepLR:
+        return self._optim[1]
+
+    def load_model(self, state: dict[str, Any]) -> None:
+        """Only the network of a checkpoint's learner state (for prediction)."""
+        self.model.load_state_dict(state["model"])
 
     def state_dict(self) -> dict[str, Any]:
         return {
