@@ -53,6 +53,10 @@ def _report(results: dict, run_dir: Path) -> None:
         "(SCALARS: adapt/, meta/; CUSTOM SCALARS: the curve; IMAGES: adapt/curve"
         + (", adapt/video)" if results.get("video") == "adapted.gif" else ")")
     )
+    if results.get("figure"):
+        print(
+            f"Tasks:         {run_dir / results['figure']}  (held-out tasks before / after adapting)"
+        )
     if results.get("video"):
         print(f"Video:         {run_dir / results['video']}  (a held-out task: before | after)")
 
