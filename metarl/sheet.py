@@ -28,6 +28,19 @@ def _thumbnail(path: Path) -> Image.Image:
     return flat
 
 
+def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
+    """`text`, shortened with an ellipsis in the middle until it fits `width` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    keep = len(text)
+    while keep > 4:
+        keep -= 1
+        short = text[: keep // 2] + "..." + text[len(text) - keep // 2 :]
+        if draw.textlength(short, font=font) <= width:
+            return short
+    return text[:4]
+
+
 def draw_sheet(
     path: Path, queries: list[Path], probs: torch.Tensor, classes: tuple[str, ...], columns: int = 6
 ) -> None:
@@ -51,15 +64,11 @@ def draw_sheet(
         draw.rectangle(
             [x0 + 2, y0 + 2, x0 + w - 3, y0 + CELL + 2 * PAD - 3], outline=colour, width=3
         )
-        draw.text(
-            (x0 + PAD, y0 + CELL + 2 * PAD),
-            f"{predicted} {float(best_p[i]):.2f}",
-            fill="black",
-            font=font,
-        )
+        prob = f" {float(best_p[i]):.2f}"
+        label = _fit(draw, predicted, font, CELL - int(draw.textlength(prob, font=font))) + prob
+        draw.text((x0 + PAD, y0 + CELL + 2 * PAD), label, fill="black", font=font)
         if truth is not None and truth != predicted:
-            draw.text(
-                (x0 + PAD, y0 + CELL + 2 * PAD + 14), f"wrong: is {truth}", fill=RED, font=font
-            )
+            wrong = _fit(draw, f"wrong: is {truth}", font, CELL)
+            draw.text((x0 + PAD, y0 + CELL + 2 * PAD + 14), wrong, fill=RED, font=font)
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
