@@ -102,7 +102,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
                 *common,
                 "learner.kind=protonet",
                 "learner.outer_lr=0.003",
-                "train.iterations=30",
+                "train.iterations=10",
                 "--run-dir",
                 str(proto),
                 "--no-progress",
@@ -130,6 +130,10 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         == 0
     )
     out["maml"] = maml
+    for kind in ("matching", "relation", "siamese"):
+        assert main(["train", str(cfg), *common, f"learner.kind={kind}", "train.iterations=2",
+                     "--run-dir", str(root / kind), "--no-progress"]) == 0  # fmt: skip
+        out[kind] = root / kind
     # The user's own photos: new drawings (another seed, other sizes), colour and one grey.
     support, query = root / "support", root / "query"
     write_shapes(support, range(4), 3, 10)
@@ -232,6 +236,19 @@ def test_maml_adapts_by_its_inner_loop_and_refuses_more_classes_than_its_head(
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "trained 3-way" in err[0] and "4 classes" in err[0]
+
+
+@pytest.mark.parametrize("kind", ["matching", "relation", "siamese"])
+def test_metric_learners_serve_adapt(runs, kind, tmp_path):
+    out = tmp_path / "p.csv"
+    assert main(["adapt", str(runs[kind]), "--support", str(runs["support"]), "--query",
+                 str(runs["query"]), "--out", str(out), "--top", "4", "--batch-size", "4"]) == 0  # fmt: skip
+    rows = list(csv.reader(out.open()))[1:]
+    assert len(rows) == 9
+    for row in rows:
+        p = [float(v) for v in row[2::2]]
+        assert abs(sum(p) - 1) < 2e-3 and p == sorted(p, reverse=True)  # all 4 classes shown
+        assert sorted(row[1::2][:4]) == sorted(SHAPES[:4])
 
 
 def _one_line_error(capsys, argv: list[str], expect: str) -> None:
