@@ -127,6 +127,9 @@ def omniglot_rows(configs, minutes: float, runs: Path, episodes: int) -> list[di
     return rows
 
 
+REUSE_ONLY = False  # --reuse-only: tabulate what earlier runs measured, run nothing new
+
+
 def time_to(run_dir: Path, tag: str, threshold: float) -> tuple[float | None, int | None]:
     """Minutes (from the run's first event) and iteration at which TensorBoard scalar `tag`
     first reached `threshold` during training; (None, None) when it never did."""
@@ -147,6 +150,13 @@ def train_once(config: str, minutes: float, runs: Path, overrides: list[str] | N
     """Train `config` into runs/<config> unless a finished run is already there (then its
     results.json gives the training time). Returns (run dir, train command, minutes, peak MiB)."""
     run_dir = runs / config
+    done = ROOT / run_dir / "results.json"
+    if done.exists():  # the command that trained it: its budget is in its config.yaml
+        import yaml
+
+        minutes = yaml.safe_load((ROOT / run_dir / "config.yaml").read_text())["train"][
+            "max_minutes"
+        ]
     cmd = metarl(
         "train",
         config,
@@ -157,7 +167,6 @@ def train_once(config: str, minutes: float, runs: Path, overrides: list[str] | N
         str(run_dir),
         "--no-progress",
     )
-    done = ROOT / run_dir / "results.json"
     if done.exists() and "train_seconds" in json.loads(done.read_text()):
         trained = json.loads(done.read_text())
         peak = (
@@ -166,6 +175,8 @@ def train_once(config: str, minutes: float, runs: Path, overrides: list[str] | N
             else float("nan")
         )
         return run_dir, cmd, trained["train_seconds"] / 60, peak
+    if REUSE_ONLY:
+        return None
     seconds, peak = run(cmd)
     (ROOT / run_dir / "peak.json").write_text(json.dumps({"peak_mib": peak}))
     return run_dir, cmd, seconds / 60, peak
@@ -193,6 +204,8 @@ def eval_row(
         res = json.loads((ROOT / out).read_text())
         if res["curve"]["num_tasks"] >= episodes:
             return res, ev
+    if REUSE_ONLY:
+        return None, ev
     run(ev)
     return json.loads((ROOT / out).read_text()), ev
 
@@ -212,7 +225,10 @@ def metric_rows(
             ]
         else:
             settings = [(w, k, p, [], f"{w}-way {k}-shot") for w, k, p in settings]
-        run_dir, train, train_minutes, peak = train_once(config, minutes, runs)
+        trained_run = train_once(config, minutes, runs)
+        if trained_run is None:  # --reuse-only and never trained
+            continue
+        run_dir, train, train_minutes, peak = trained_run
         trained = json.loads((ROOT / run_dir / "results.json").read_text())
         t97, it97 = (
             (None, None) if lake else time_to(ROOT / run_dir, "adapt/accuracy_shots_01", 0.97)
@@ -222,6 +238,8 @@ def metric_rows(
             headline = (ways, shots, bool(extra)) == ((20, 1, False) if lake else (5, 1, False))
             n = episodes if headline else other
             res, ev = eval_row(run_dir, learner, ways, shots, n, extra, tag)
+            if res is None:  # --reuse-only and never measured
+                continue
             row = {
                 "method": learner,
                 "setting": label,
@@ -389,7 +407,14 @@ def main() -> None:
     p.add_argument("--runs", default="runs/bench")
     p.add_argument("--out", default="results/fewshot.json")
     p.add_argument("--md", default="results/fewshot.md")
+    p.add_argument(
+        "--reuse-only",
+        action="store_true",
+        help="metric and lake sections: only tabulate the runs and tests already measured",
+    )
     args = p.parse_args()
+    global REUSE_ONLY
+    REUSE_ONLY = args.reuse_only
     only, runs = set(args.only.split(",")), Path(args.runs)  # relative to ROOT, the cwd of runs
     result = {
         "command": shlex.join(["python", "scripts/bench_fewshot.py", *sys.argv[1:]]),
