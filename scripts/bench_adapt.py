@@ -91,9 +91,8 @@ def main() -> None:
             median, times, cpu = timed(cmd, args.repeats)
             preds = list(csv.DictReader(csv_out.open()))
             right = sum(Path(r["query"]).parent.name == r["class"] for r in preds)
-            learner = json.loads((Path(run_dir) / "results.json").read_text())["name"]
             rows.append({
-                "what": f"metarl adapt {learner}",
+                "what": f"metarl adapt {run_dir}",
                 "median_seconds": median,
                 "seconds": times,
                 "cpu_seconds": cpu,
