@@ -1,4 +1,4 @@
-"""Command line: `metarl train | resume | eval | plot | list | download`.
+"""Command line: `metarl train | resume | eval | adapt | plot | list | download`.
 
 Bad input ends with one line on stderr and exit code 2; a non-finite loss ends with exit
 code 1 and the last good checkpoint intact.
@@ -89,6 +89,10 @@ def _report(results: dict, run_dir: Path) -> None:
         "(SCALARS: adapt/, meta/; CUSTOM SCALARS: the curve; IMAGES: adapt/curve"
         + (", adapt/video)" if results.get("video") == "adapted.gif" else ")")
     )
+    if results.get("figure"):
+        print(
+            f"Tasks:         {run_dir / results['figure']}  (held-out tasks before / after adapting)"
+        )
     if results.get("video"):
         print(f"Video:         {run_dir / results['video']}  (a held-out task: before | after)")
 
@@ -119,6 +123,12 @@ def _eval(args: argparse.Namespace) -> None:
     _report(results, run.run_dir)
     if out is not None:
         print(f"Results:       {out}")
+
+
+def _adapt(args: argparse.Namespace) -> None:
+    from metarl.adapt import run_adapt
+
+    run_adapt(args)
 
 
 def _plot(args: argparse.Namespace) -> None:
@@ -202,6 +212,33 @@ def parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--threads", type=int, help=threads_help)
     e.set_defaults(func=_eval)
+
+    a = sub.add_parser(
+        "adapt",
+        help="classify your own images: adapt a trained learner to a support folder",
+        description="Adapt a trained few-shot learner to SUPPORT (one sub-folder of images per "
+        "class) and print, for every query image, the predicted class and its probability.",
+    )
+    a.add_argument("run_dir", help="a run directory written by `metarl train`")
+    a.add_argument("--support", required=True, help="folder of class folders: DIR/<class>/<image>")
+    a.add_argument(
+        "--query",
+        required=True,
+        nargs="+",
+        help="query image files or folders (searched recursively)",
+    )
+    a.add_argument("--out", help="write a CSV: query,class,probability[,class_2,probability_2,...]")
+    a.add_argument(
+        "--top", type=int, default=1, help="classes per query, most probable first (default 1)"
+    )
+    a.add_argument(
+        "--sheet",
+        help="write a PNG grid of the queries labelled with their class (wrong ones marked in red "
+        "where a query's folder names its true class)",
+    )
+    a.add_argument("--batch-size", type=int, default=50, help="query images per batch (default 50)")
+    a.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="default cpu")
+    a.set_defaults(func=_adapt)
 
     pl = sub.add_parser("plot", help="redraw curves.png from results.json")
     pl.add_argument("run_dir")

@@ -55,6 +55,9 @@ DISTRIBUTIONS: dict[str, Any] = {
 LEARNERS: dict[str, Any] = {
     "maml": "metarl.fewshot.maml:MAMLConfig:build_maml",
     "protonet": "metarl.fewshot.protonet:ProtoNetConfig:build_protonet",
+    "matching": "metarl.fewshot.matching:MatchingConfig:build_matching",
+    "relation": "metarl.fewshot.relation:RelationConfig:build_relation",
+    "siamese": "metarl.fewshot.siamese:SiameseConfig:build_siamese",
     "rl2": "agents.rl2:RL2Config:build_rl2",
     "maml_rl": "agents.maml_rl:MAMLRLConfig:build_maml_rl",
 }

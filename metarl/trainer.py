@@ -399,6 +399,21 @@ def record_video(run: Run, logger: RunLogger | None, split: str) -> Path | None:
     return path
 
 
+def save_task_figure(run: Run) -> Path | None:
+    """`tasks.png`: held-out tasks before and after adaptation, where the task distribution
+    draws one (`distribution.task_figure(learner, generator) -> PNG bytes or None`, e.g. the
+    sinusoid's curves before and after 1 and 10 steps). Returns its path, or None."""
+    figure = getattr(run.distribution, "task_figure", None)
+    if figure is None:
+        return None
+    png = figure(run.learner, make_generator(run.cfg.seed, "figure/tasks", run.device))
+    if png is None:
+        return None
+    path = run.run_dir / "tasks.png"
+    path.write_bytes(png)
+    return path
+
+
 def final_evaluation(
     run: Run,
     logger: RunLogger | None = None,
@@ -434,6 +449,10 @@ def final_evaluation(
         atomic_write_text(path, json.dumps(previous, indent=2))
     if out is not None:
         return previous
+    figure = save_task_figure(run)
+    if figure is not None:
+        previous["figure"] = figure.name
+        path.write_text(json.dumps(previous, indent=2))
     save_curve_png(curve, run.run_dir / "curves.png", f"{run.cfg.name}: {curve['split']}")
     return previous
 

@@ -12,6 +12,7 @@ back-propagated as soon as it is computed, so only one task's graph is alive at 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -82,7 +83,12 @@ class MAML:
                 k: nn.Parameter(torch.full_like(params[k], cfg.inner_lr)) for k in self.adapt_keys
             }
             trainable += list(self.step_sizes.values())
-        self.optimizer = torch.optim.Adam(trainable, lr=cfg.outer_lr)
+        self._trainable = trainable
+
+    @functools.cached_property
+    def optimizer(self) -> torch.optim.Adam:
+        """Adam, built on first use: `metarl adapt` never trains and skips its import cost."""
+        return torch.optim.Adam(self._trainable, lr=self.cfg.outer_lr)
 
     # -- inner loop -------------------------------------------------------------------------
     def _support_loss(self, x: Tensor, y: Tensor):
@@ -210,11 +216,54 @@ class MAML:
                 )
         return torch.stack(cols, dim=1)
 
+    def predict_steps(
+        self, support_x: Tensor, support_y: Tensor, query_x: Tensor, steps: list[int]
+    ) -> list[Tensor]:
+        """Model outputs on `query_x` after each of `steps` inner steps on one support set
+        (`[Q, ways]` logits, or `[Q, 1]` regression outputs)."""
+        self.model.train()  # the support's own batch statistics, as in meta-training
+        loss_fn = self._support_loss(support_x, support_y)
+        with torch.enable_grad():
+            start = {k: v.detach().requires_grad_() for k, v in named_params(self.model).items()}
+            path = list(
+                adapt_iter(
+                    start, loss_fn, max(steps), self._detached_step_sizes(), True, self.adapt_keys
+                )
+            )
+            with torch.no_grad():
+                return [forward(self.model, path[s], query_x) for s in steps]
+
+    def predict(self, support_x: Tensor, support_y: Tensor, query_x: Tensor, ways: int) -> Tensor:
+        """Class probabilities `[Q, ways]` after `eval_adapt_steps` inner steps on the support.
+
+        The head has as many outputs as the trained ways; a support of fewer classes adapts the
+        whole head and reads the first `ways` outputs (labels are random per task in training,
+        so no output stands for a particular class). More classes than outputs is refused.
+        """
+        head = self.model[-1].out_features
+        if self.loss_kind != "cross_entropy":
+            raise UsageError("this MAML run is a regression model; metarl adapt classifies images")
+        if ways > head:
+            raise UsageError(
+                f"this MAML model was trained {head}-way and cannot take {ways} classes; "
+                f"give at most {head} class folders or train a {ways}-way model (task.ways={ways})"
+            )
+        (out,) = self.predict_steps(support_x, support_y, query_x, [self.cfg.eval_adapt_steps])
+        return torch.softmax(out[:, :ways], -1)
+
     def state_dict(self) -> dict[str, Any]:
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
         if isinstance(self.step_sizes, dict):
             state["step_sizes"] = {k: v.detach().clone() for k, v in self.step_sizes.items()}
         return state
+
+    def load_model(self, state: dict[str, Any]) -> None:
+        """Only the network (and learned step sizes) of a checkpoint's learner state."""
+        self.model.load_state_dict(state["model"])
+        if isinstance(self.step_sizes, dict):
+            with torch.no_grad():
+                for k, v in state["step_sizes"].items():
+                    self.step_sizes[k].copy_(v)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])

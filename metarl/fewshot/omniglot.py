@@ -23,8 +23,8 @@ Splits (a class is a row of the tensor plus a number of quarter turns):
 - `lake` (Lake et al. 2015): train on the background set, test on the evaluation set, no
   rotations. `val` is the same 5 background alphabets that Vinyals holds out (172 characters),
   so `train` is the other 25 background alphabets (792) and `trainval` all 30 (964); `test`
-  is all 659 evaluation characters (classes are drawn from the whole set, not within one
-  alphabet as in Lake's 20-way runs).
+  is all 659 evaluation characters (classes are drawn from the whole set unless
+  `task.within_alphabet` draws each task's classes from one alphabet, as in Lake's 20-way runs).
 """
 
 from __future__ import annotations

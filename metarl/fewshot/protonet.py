@@ -10,6 +10,7 @@ Batch norm normalises each task's support and query together with that task's ow
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -56,10 +57,6 @@ class ProtoNet:
         self.cfg, self.encoder = cfg, encoder.to(device)
         self.metric, self.higher_is_better = "accuracy", True
         self.headline_budget = 1
-        self.optimizer = torch.optim.Adam(self.encoder.parameters(), lr=cfg.outer_lr)
-        self.scheduler = torch.optim.lr_scheduler.StepLR(
-            self.optimizer, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay
-        )
 
     def _embed(self, tasks: Episode, t: int) -> tuple[Tensor, Tensor]:
         """Support `[K*N, D]` and query `[Q*N, D]` embeddings of task t, normalised together."""
@@ -123,6 +120,36 @@ class ProtoNet:
                     )
                     rows[k, t] = (logits.argmax(-1) == tasks.query_y[t]).float().mean()
         return rows
+
+    def predict(self, support_x: Tensor, support_y: Tensor, query_x: Tensor, ways: int) -> Tensor:
+        """Class probabilities `[Q, ways]` (softmax of the logits) given a labelled support
+        `[S, C, H, W]`, `[S]` (any number of shots per class); `metarl adapt` calls it."""
+        self.encoder.eval()
+        with torch.no_grad():
+            z = self.encoder(torch.cat([support_x, query_x]))
+            protos = prototypes(z[: len(support_x)], support_y, ways)
+            return torch.softmax(proto_logits(z[len(support_x) :], protos), -1)
+
+    @functools.cached_property
+    def _optim(self) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.StepLR]:
+        """Adam and its schedule, built on first use: `metarl adapt` never trains and so skips
+        the optimiser's import cost (about a second of start-up)."""
+        opt = torch.optim.Adam(self.encoder.parameters(), lr=self.cfg.outer_lr)
+        return opt, torch.optim.lr_scheduler.StepLR(
+            opt, step_size=self.cfg.lr_decay_every, gamma=self.cfg.lr_decay
+        )
+
+    @property
+    def optimizer(self) -> torch.optim.Adam:
+        return self._optim[0]
+
+    @property
+    def scheduler(self) -> torch.optim.lr_scheduler.StepLR:
+        return self._optim[1]
+
+    def load_model(self, state: dict[str, Any]) -> None:
+        """Only the network of a checkpoint's learner state (for prediction)."""
+        self.encoder.load_state_dict(state["model"])
 
     def state_dict(self) -> dict[str, Any]:
         return {

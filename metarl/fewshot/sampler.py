@@ -3,7 +3,9 @@
 A `ClassPool` is the classes of one split: rows of an image tensor `[P, D, C, H, W]` (P
 characters or classes, D drawings each), optionally a number of quarter turns per class
 (Omniglot's rotated classes) and a count of valid drawings per row (folders whose classes have
-different numbers of images; the tensor is padded to the largest). Sampling never loops over
+different numbers of images; the tensor is padded to the largest), and optionally a group per
+class (Omniglot's alphabets): then every task takes its classes from one group, as in Lake et
+al.'s within-alphabet 20-way runs. Sampling never loops over
 tasks: classes and drawings are chosen by sorting uniform noise, which draws without
 replacement independently in every row.
 """
@@ -25,13 +27,17 @@ class ClassPool:
     `images`: `[P, D, C, H, W]`, float32 in [0, 1] or uint8 in 0..255 (converted on sampling).
     `rows`: int64 `[M]`, the row of each class. `rotations`: int64 `[M]` quarter turns
     (counter-clockwise) applied to each class, or None. `counts`: int64 `[P]` valid drawings
-    per row (drawings `0..counts[p]-1`), or None when all `D` are valid. All on one device.
+    per row (drawings `0..counts[p]-1`), or None when all `D` are valid. `groups`: int64 `[M]`
+    a group id per class (e.g. its alphabet), or None; with groups, each task draws all its
+    classes from one group, chosen uniformly among the groups that have enough classes. All on
+    one device.
     """
 
     images: torch.Tensor
     rows: torch.Tensor
     rotations: torch.Tensor | None = None
     counts: torch.Tensor | None = None
+    groups: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.images.dim() != 5:
@@ -57,6 +63,12 @@ class ClassPool:
             return self.images.shape[1]
         return int(self.counts[self.rows].min())
 
+    def largest_group(self) -> int:
+        """Classes in the largest group (all classes when the pool has no groups)."""
+        if self.groups is None or self.num_classes == 0:
+            return self.num_classes
+        return int(self.groups.unique(return_counts=True)[1].max())
+
     def sample(
         self, ways: int, shots: int, queries: int, num_tasks: int, generator: torch.Generator
     ) -> Episode:
@@ -80,6 +92,11 @@ def check_sizes(
     if ways > pool.num_classes:
         raise UsageError(
             f"{where}: ways={ways} is more than the {pool.num_classes} classes of the split; lower ways"
+        )
+    if pool.groups is not None and ways > pool.largest_group():
+        raise UsageError(
+            f"{where}: ways={ways} is more than the {pool.largest_group()} classes of the largest "
+            f"group (alphabet) of the split; lower ways or sample across groups"
         )
     have = pool.min_drawings() if min_drawings is None else min_drawings
     if shots + queries > have:
@@ -136,6 +153,12 @@ def sample_episodes(
 
     # Classes: the N smallest of M uniforms per task are N distinct classes in random order.
     noise = torch.rand(T, pool.num_classes, generator=generator, device=device)
+    if pool.groups is not None:  # one group per task; classes outside it sort last
+        ids, sizes = pool.groups.unique(return_counts=True)
+        eligible = ids[sizes >= N]
+        pick = torch.randint(len(eligible), (T,), generator=generator, device=device)
+        inside = pool.groups.unsqueeze(0) == eligible[pick].unsqueeze(1)  # [T, M]
+        noise = torch.where(inside, noise, torch.full_like(noise, 2.0))
     slot = noise.argsort(-1)[:, :N]  # [T, N] positions in the pool's class list
     rows = pool.rows[slot]  # [T, N]
     # Labels: a random permutation per task, label of slot j is labels[:, j].

@@ -81,6 +81,60 @@ class SinusoidDistribution:
         xq = self._uniform((num_tasks, self.queries, 1), self.x_range, generator)
         return Episode(xs, a * torch.sin(xs - p), xq, a * torch.sin(xq - p), 1, self.shots)
 
+    def task_figure(self, learner: object, generator: torch.Generator) -> bytes | None:
+        """`tasks.png` of a run (the trainer writes it at the final evaluation)."""
+        return tasks_figure(self, learner, generator)
+
 
 def build_sinusoid(cfg: SinusoidConfig, device: torch.device) -> SinusoidDistribution:
     return SinusoidDistribution(cfg, device)
+
+
+def tasks_figure(
+    distribution: SinusoidDistribution,
+    learner: object,
+    generator: torch.Generator,
+    num_tasks: int = 4,
+    steps: tuple[int, ...] = (0, 1, 10),
+) -> bytes | None:
+    """PNG of a few held-out tasks (the figure of the MAML paper): the true function, the
+    support points, and the learner's prediction before adaptation and after each of `steps`
+    inner steps. None when the learner cannot predict after given steps (`predict_steps`)."""
+    predict_steps = getattr(learner, "predict_steps", None)
+    if predict_steps is None:
+        return None
+    import io
+
+    from metarl.logger import plt
+
+    tasks = distribution.sample("test", num_tasks, generator)
+    lo, hi = distribution.x_range
+    grid = torch.linspace(lo, hi, 200, device=distribution.device).unsqueeze(-1)  # [200, 1]
+    fig, axes = plt.subplots(1, num_tasks, figsize=(3.2 * num_tasks, 3), sharey=True)
+    axes = list(axes) if num_tasks > 1 else [axes]
+    styles = {0: ("tab:gray", ":"), 1: ("tab:orange", "--")}
+    for t, ax in enumerate(axes):
+        sx, sy = tasks.support_x[t], tasks.support_y[t]
+        # The true function: the query points are exact samples of it; recover A and phi by
+        # least squares on y = a sin x + b cos x (exact for noise-free sinusoids).
+        xq, yq = torch.cat([sx, tasks.query_x[t]]), torch.cat([sy, tasks.query_y[t]])
+        basis = torch.cat([torch.sin(xq), torch.cos(xq)], -1)
+        coef = torch.linalg.lstsq(basis, yq).solution
+        truth = torch.cat([torch.sin(grid), torch.cos(grid)], -1) @ coef
+        outs = predict_steps(sx, sy, grid, list(steps))
+        ax.plot(grid.cpu(), truth.cpu(), color="black", lw=2, label="true function")
+        for s, out in zip(steps, outs, strict=True):
+            colour, dash = styles.get(s, ("tab:blue", "-"))
+            label = "before adaptation" if s == 0 else f"after {s} step{'s' * (s > 1)}"
+            ax.plot(grid.cpu(), out.detach().cpu(), color=colour, ls=dash, label=label)
+        ax.scatter(sx.cpu(), sy.cpu(), color="tab:red", zorder=3, label=f"{len(sx)} support points")
+        ax.set_xlabel("x")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("y")
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.suptitle("Held-out sinusoid tasks: prediction before and after adaptation")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()

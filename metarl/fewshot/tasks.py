@@ -106,6 +106,10 @@ class OmniglotTaskConfig:
     """Query examples per class in training tasks; None: same as queries."""
     image_size: PositiveInt = 28
     """Side of the images after area-averaged resizing from 105."""
+    within_alphabet: bool = False
+    """val and test tasks take all their classes from one alphabet (Lake et al. 2015's 20-way
+    within-alphabet runs; with split lake, the shipped omniglot_*_lake configs); training tasks
+    are unchanged."""
 
 
 def build_omniglot(cfg: OmniglotTaskConfig, device: torch.device) -> FewShotDistribution:
@@ -114,10 +118,19 @@ def build_omniglot(cfg: OmniglotTaskConfig, device: torch.device) -> FewShotDist
     images = data.images.to(device)  # [1623, 20, 1, S, S], shared by every split
     parts = {"train": cfg.train_on, "val": "val", "test": "test"}
     pools = {}
+    alphabet_ids: dict[str, int] = {}
+    alphabet = [alphabet_ids.setdefault(n.split("/")[0], len(alphabet_ids)) for n in data.names]
     for split, part in parts.items():
         rows, rotations = split_classes(data, cfg.split, part)
+        groups = None
+        if cfg.within_alphabet and split != "train":
+            groups = torch.tensor(alphabet, dtype=torch.long)[rows].to(device)
         pools[split] = ClassPool(
-            images, rows.to(device), None if rotations is None else rotations.to(device)
+            images,
+            rows.to(device),
+            None if rotations is None else rotations.to(device),
+            None,
+            groups,
         )
     return FewShotDistribution(
         pools, **_sizes(cfg), input_shape=(1, cfg.image_size, cfg.image_size)

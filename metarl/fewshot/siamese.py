@@ -1,0 +1,245 @@
+"""Siamese networks for one-shot classification (Koch et al. 2015).
+
+Training is *verification*: two images in, the probability that they show the same class
+out, `p(x1, x2) = sigmoid(w . |z1 - z2| + b)` with `z = encoder(x)` (the paper's weighted L1
+distance; symmetric in its two inputs). Pairs come from training episodes: every (query,
+support item) pair of a task, labelled same or different, with binary cross-entropy whose
+positive pairs are weighted by `ways - 1`, so same and different pairs weigh equally (the
+paper drew balanced pairs). `distort` applies the paper's random affine distortions to every
+training image (rotation, shear, scale, translation, each component on with probability 1/2).
+
+Classification is by the most similar support image (`shot_rule: max`, the paper's one-shot
+rule, which with k shots takes the most similar of a class's k images) or by the mean
+similarity to a class's k images (`shot_rule: mean`). `budget` is shots per class.
+
+The encoder is the conv-4 of the other learners at 28x28 (as Vinyals et al. re-implemented
+Siamese networks for their table), not Koch's 105x105 network with 4096 sigmoid units.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from metarl.fewshot.backbones import conv4, embedding_dim
+from metarl.fewshot.episode import Episode
+from metarl.fewshot.metric import (
+    check_budget,
+    check_image_task,
+    embed_together,
+    lr_schedule,
+    shots_curve,
+)
+from metarl.seeding import make_generator, seeded
+
+
+@dataclass
+class SiameseConfig:
+    conv_channels: int = 64
+    """conv4 filters per layer."""
+    outer_lr: float = 0.001
+    """Adam step size."""
+    lr_decay_every: int = 2000
+    """Multiply the step size by lr_decay every this many meta-iterations (0: never)."""
+    lr_decay: float = 0.5
+    """Step-size factor applied every lr_decay_every iterations."""
+    shot_rule: Literal["max", "mean"] = "max"
+    """k-shot rule: the class of the most similar support image (max) or the class with the
+    highest mean similarity over its k images (mean)."""
+    distort: bool = False
+    """Random affine distortions of the training images (Koch et al. section 3.3)."""
+    max_rotation: float = 10.0
+    """Distortion: largest rotation, degrees."""
+    max_shear: float = 0.3
+    """Distortion: largest shear (tangent)."""
+    scale_range: list[float] | None = None
+    """Distortion: scale range [low, high] (default [0.8, 1.2])."""
+    max_shift: float = 2.0
+    """Distortion: largest translation, pixels."""
+
+
+class PairHead(nn.Module):
+    """`logit(z1, z2) = w . |z1 - z2| + b`, symmetric in its inputs."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.linear = nn.Linear(dim, 1)
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        """All pairs: `[A, D], [B, D] -> [A, B]` same-class logits."""
+        return self.linear((a.unsqueeze(1) - b.unsqueeze(0)).abs()).squeeze(-1)
+
+
+def class_logits(pair_logits: Tensor, labels: Tensor, ways: int, rule: str) -> Tensor:
+    """Per-class scores `[Q, ways]` from query-support logits `[Q, S]` and labels `[S]`.
+
+    max: the largest logit over a class's support items; mean: the log-odds of the mean
+    similarity. Either way the argmax is the class the rule picks.
+    """
+    member = F.one_hot(labels, ways).T.bool()  # [ways, S]
+    per = pair_logits.unsqueeze(1).expand(-1, ways, -1)  # [Q, ways, S]
+    if rule == "max":
+        return per.masked_fill(~member, float("-inf")).amax(-1)
+    sim = torch.sigmoid(per).masked_fill(~member, 0.0).sum(-1) / member.sum(-1).clamp_min(1)
+    return torch.logit(sim, eps=1e-6)
+
+
+def random_affine(x: Tensor, cfg: SiameseConfig, generator: torch.Generator) -> Tensor:
+    """Images `[B, C, H, W]` each under its own random affine map (bilinear, zero fill)."""
+    b, dev = x.shape[0], x.device
+
+    def draw(lo: float, hi: float) -> Tensor:
+        on = torch.rand(b, generator=generator, device=dev) < 0.5
+        value = lo + (hi - lo) * torch.rand(b, generator=generator, device=dev)
+        return torch.where(on, value, torch.zeros_like(value))
+
+    lo, hi = cfg.scale_range or (0.8, 1.2)
+    theta = draw(-cfg.max_rotation, cfg.max_rotation) * math.pi / 180
+    shear_x, shear_y = draw(-cfg.max_shear, cfg.max_shear), draw(-cfg.max_shear, cfg.max_shear)
+    scale_x, scale_y = 1 + draw(lo - 1, hi - 1), 1 + draw(lo - 1, hi - 1)
+    shift = 2 * cfg.max_shift / x.shape[-1]  # pixels -> normalised [-1, 1] coordinates
+    tx, ty = draw(-shift, shift), draw(-shift, shift)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+    one = torch.ones_like(shear_x)
+    shear = torch.stack([torch.stack([one, shear_x], -1), torch.stack([shear_y, one], -1)], -2)
+    linear = rot @ shear @ torch.diag_embed(torch.stack([1 / scale_x, 1 / scale_y], -1))
+    grid = F.affine_grid(
+        torch.cat([linear, torch.stack([tx, ty], -1)[..., None]], -1),
+        list(x.shape),
+        align_corners=False,
+    )
+    return F.grid_sample(x, grid, align_corners=False)
+
+
+class Siamese:
+    """Siamese network learner; `budget` is shots per class."""
+
+    budget_name = "shots"
+
+    def __init__(
+        self, cfg: SiameseConfig, encoder: nn.Module, dim: int, device: torch.device, seed: int
+    ):
+        self.cfg = cfg
+        self.model = nn.ModuleDict({"encoder": encoder, "head": PairHead(dim)}).to(device)
+        self.metric, self.higher_is_better = "accuracy", True
+        self.headline_budget = 1
+        self.train_generator = make_generator(seed, "siamese/distort", device)
+
+    def similarity(self, a: Tensor, b: Tensor) -> Tensor:
+        """Same-class probabilities `[A, B]` of images `[A, C, H, W]` and `[B, C, H, W]`."""
+        za, zb = embed_together(self.model["encoder"], a, b)
+        return torch.sigmoid(self.model["head"](za, zb))
+
+    def class_scores(
+        self, support_x: Tensor, support_y: Tensor, query_x: Tensor, ways: int
+    ) -> Tensor:
+        """Per-class scores `[Q, ways]` by `shot_rule` (see `class_logits`)."""
+        zs, zq = embed_together(self.model["encoder"], support_x, query_x)
+        return class_logits(self.model["head"](zq, zs), support_y, ways, self.cfg.shot_rule)
+
+    def _task(self, tasks: Episode, t: int, shots: int) -> Tensor:
+        n = shots * tasks.ways
+        return self.class_scores(
+            tasks.support_x[t, :n], tasks.support_y[t, :n], tasks.query_x[t], tasks.ways
+        )
+
+    def meta_step(self, tasks: Episode) -> dict[str, float]:
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        n = tasks.num_tasks
+        loss_sum, acc_sum = 0.0, 0.0
+        pos_weight = torch.tensor(float(max(tasks.ways - 1, 1)), device=tasks.query_x.device)
+        for t in range(n):
+            sx, qx = tasks.support_x[t], tasks.query_x[t]
+            if self.cfg.distort:
+                both = random_affine(torch.cat([sx, qx]), self.cfg, self.train_generator)
+                sx, qx = both[: sx.shape[0]], both[sx.shape[0] :]
+            zs, zq = embed_together(self.model["encoder"], sx, qx)
+            logits = self.model["head"](zq, zs)  # [Q, S]
+            same = (tasks.query_y[t].unsqueeze(1) == tasks.support_y[t].unsqueeze(0)).float()
+            loss = F.binary_cross_entropy_with_logits(logits, same, pos_weight=pos_weight)
+            (loss / n).backward()
+            loss_sum += loss.item()
+            with torch.no_grad():
+                pred = class_logits(logits, tasks.support_y[t], tasks.ways, self.cfg.shot_rule)
+                acc_sum += (pred.argmax(-1) == tasks.query_y[t]).float().mean().item()
+        self.optimizer.step()
+        self.scheduler.step()
+        return {
+            "loss": loss_sum / n,
+            "accuracy": acc_sum / n,
+            "lr": self.scheduler.get_last_lr()[0],
+        }
+
+    def adapt(self, tasks: Episode, budget: int) -> Tensor:
+        """Class scores `[T, Q*N, N]` from the first `budget` shots (0 shots: all equal)."""
+        check_budget(tasks, budget)
+        with torch.no_grad():
+            if budget == 0:
+                return torch.zeros(*tasks.query_y.shape, tasks.ways, device=tasks.query_x.device)
+            return torch.stack([self._task(tasks, t, budget) for t in range(tasks.num_tasks)])
+
+    def evaluate(self, adapted: Tensor, tasks: Episode) -> Tensor:
+        return (adapted.argmax(-1) == tasks.query_y).float().mean(-1)
+
+    def adaptation_curve(self, tasks: Episode, max_budget: int) -> Tensor:
+        self.model.train()  # per-task batch statistics, as in training
+        return shots_curve(tasks, max_budget, lambda t, k: self._task(tasks, t, k))
+
+    def predict(self, support_x: Tensor, support_y: Tensor, query_x: Tensor, ways: int) -> Tensor:
+        """`[Q, ways]`: softmax over the classes of the rule's per-class log-odds."""
+        self.model.train()
+        with torch.no_grad():
+            return torch.softmax(self.class_scores(support_x, support_y, query_x, ways), -1)
+
+    @functools.cached_property
+    def _optim(self) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.StepLR]:
+        """Adam and its schedule, built on first use: `metarl adapt` never trains and so skips
+        the optimiser's import cost (about a second of start-up)."""
+        opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.outer_lr)
+        return opt, lr_schedule(opt, self.cfg.lr_decay_every, self.cfg.lr_decay)
+
+    @property
+    def optimizer(self) -> torch.optim.Adam:
+        return self._optim[0]
+
+    @property
+    def scheduler(self) -> torch.optim.lr_scheduler.StepLR:
+        return self._optim[1]
+
+    def load_model(self, state: dict[str, Any]) -> None:
+        """Only the network of a checkpoint's learner state (for prediction)."""
+        self.model.load_state_dict(state["model"])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generators": {"train": self.train_generator.get_state()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.train_generator.set_state(state["generators"]["train"])
+
+
+def build_siamese(
+    cfg: SiameseConfig, distribution: Any, device: torch.device, seed: int
+) -> Siamese:
+    shape = check_image_task(distribution, "siamese")
+    with seeded(seed, "model"):
+        encoder = conv4(shape[0], cfg.conv_channels)
+        dim = embedding_dim(encoder, shape)
+        learner = Siamese(cfg, encoder, dim, device, seed)
+    learner.headline_budget = distribution.shots
+    return learner
