@@ -222,7 +222,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
-    elif dataclasses.is_dataclass(tp):
+    elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, dict):
             return from_dict(tp, value, where)
     else:
@@ -255,7 +255,8 @@ def from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
 
 
 def to_dict(obj: Any) -> Any:
-    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+    is_instance = dataclasses.is_dataclass(obj) and not isinstance(obj, type)
+    return dataclasses.asdict(obj) if is_instance else obj
 
 
 def config_path(name_or_path: str) -> Path:

@@ -14,14 +14,14 @@ parameters named in `adapt_keys` move (ANIL adapts the head alone).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
 Params = dict[str, Tensor]
-StepSizes = float | dict[str, Tensor]
+StepSizes = float | Mapping[str, Tensor]
 
 
 def named_params(module: nn.Module) -> Params:
@@ -71,7 +71,7 @@ def gradient_step(
             continue
         if first_order:
             grad = grad.detach()
-        alpha = step_sizes[key] if isinstance(step_sizes, dict) else step_sizes
+        alpha = step_sizes[key] if isinstance(step_sizes, Mapping) else step_sizes
         new[key] = params[key] - alpha * grad
     return new
 

@@ -19,7 +19,7 @@ discrete (no gradient flows through the choice of slot), everything else is diff
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -146,8 +146,8 @@ class MemoryCore(nn.Module):
     ) -> MemoryState:
         """The state at the start of a sequence (a trial): empty memory, zero usage."""
         p = self.interface.weight
-        kw = {"device": device or p.device, "dtype": dtype or p.dtype}
         b, n, w, h = batch_size, self.slots, self.width, self.heads
+        kw: dict[str, Any] = {"device": device or p.device, "dtype": dtype or p.dtype}
         return MemoryState(
             h=torch.zeros(b, self.hidden_size, **kw),
             c=torch.zeros(b, self.hidden_size, **kw),

@@ -50,7 +50,7 @@ def download_file(url: str, dest: Path, timeout: float = 60.0) -> Path:
             if isinstance(exc, urllib.error.HTTPError):
                 reason = f"HTTP {exc.code} {exc.reason}"
             else:
-                reason = getattr(exc, "reason", None) or exc
+                reason = str(getattr(exc, "reason", None) or exc)
             raise DataError(
                 f"could not download {url} ({reason}); check the network or fetch the file by hand into {dest.parent}"
             ) from None

@@ -44,5 +44,11 @@ class Episode:
         axis (`T = 1`); a slice or an index tensor selects several."""
         if isinstance(index, int):
             index = slice(index % self.num_tasks, index % self.num_tasks + 1)
-        x = (self.support_x, self.support_y, self.query_x, self.query_y)
-        return Episode(*(t[index] for t in x), self.ways, self.shots)
+        return Episode(
+            self.support_x[index],
+            self.support_y[index],
+            self.query_x[index],
+            self.query_y[index],
+            self.ways,
+            self.shots,
+        )

@@ -70,8 +70,8 @@ def _load_image(path: Path, mode: str, image_size: int) -> np.ndarray:
             limit = Image.MAX_IMAGE_PIXELS
             if limit is not None and img.width * img.height > limit:
                 raise _too_large(path, f"{img.width}x{img.height} pixels")
-            img = img.convert(mode).resize((image_size, image_size), Image.Resampling.BILINEAR)
-            arr = np.asarray(img, dtype=np.uint8)
+            small = img.convert(mode).resize((image_size, image_size), Image.Resampling.BILINEAR)
+            arr = np.asarray(small, dtype=np.uint8)
     except Image.DecompressionBombError as exc:  # Pillow's own check, at open beyond 2x
         raise _too_large(path, str(exc).split(",")[0]) from None
     except DataError:

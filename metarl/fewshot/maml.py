@@ -240,7 +240,7 @@ class MAML:
         whole head and reads the first `ways` outputs (labels are random per task in training,
         so no output stands for a particular class). More classes than outputs is refused.
         """
-        head = self.model[-1].out_features
+        head = int(self.model[-1].out_features)  # type: ignore[index]
         if self.loss_kind != "cross_entropy":
             raise UsageError("this MAML run is a regression model; metarl adapt classifies images")
         if ways > head:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -110,7 +110,7 @@ class Matching:
 
     def __init__(self, cfg: MatchingConfig, encoder: nn.Module, dim: int, device: torch.device):
         self.cfg = cfg
-        self.model = nn.ModuleDict({"encoder": encoder})
+        self.model: nn.ModuleDict = nn.ModuleDict({"encoder": encoder})
         if cfg.fce:
             self.model["fce"] = FullContext(dim, cfg.fce_steps)
         self.model.to(device)
@@ -121,8 +121,9 @@ class Matching:
         """`log p(y | x)` `[Q, ways]` of queries `[Q, C, H, W]` given a support `[S, C, H, W]`."""
         zs, zq = embed_together(self.model["encoder"], support_x, query_x)
         if self.cfg.fce:
-            zs = self.model["fce"].support(zs)
-            zq = self.model["fce"].query(zq, zs)
+            fce = cast(FullContext, self.model["fce"])
+            zs = fce.support(zs)
+            zq = fce.query(zq, zs)
         return class_log_probs(zq, zs, support_y, ways, self.cfg.cosine_scale)
 
     def _task(self, tasks: Episode, t: int, shots: int) -> Tensor:
@@ -147,7 +148,7 @@ class Matching:
         return {
             "loss": loss_sum / n,
             "accuracy": acc_sum / n,
-            "lr": self.scheduler.get_last_lr()[0],
+            "lr": float(self.scheduler.get_last_lr()[0]),
         }
 
     def adapt(self, tasks: Episode, budget: int) -> Tensor:

@@ -52,7 +52,7 @@ def check_image_task(distribution: Any, kind: str) -> tuple[int, int, int]:
         raise UsageError(
             f"learner.kind {kind} needs an image classification task (omniglot or image_folder)"
         )
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 def lr_schedule(optimizer: torch.optim.Optimizer, every: int, factor: float):

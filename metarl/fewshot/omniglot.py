@@ -477,7 +477,7 @@ def _vinyals_part(name: str) -> str:
 def split_classes(
     data: OmniglotData,
     kind: Literal["vinyals", "lake"],
-    split: Literal["train", "val", "test", "trainval"],
+    split: str,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Classes of a split: rows `[M]` (int64) and quarter turns `[M]` (0..3, or None: none).
 

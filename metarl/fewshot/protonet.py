@@ -86,7 +86,7 @@ class ProtoNet:
         return {
             "loss": loss_sum / n,
             "accuracy": acc_sum / n,
-            "lr": self.scheduler.get_last_lr()[0],
+            "lr": float(self.scheduler.get_last_lr()[0]),
         }
 
     def adapt(self, tasks: Episode, budget: int) -> Tensor:

@@ -9,6 +9,7 @@ uses its own fixed generator, so held-out tasks are identical across evaluations
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -62,7 +63,7 @@ class SinusoidDistribution:
         if self.shots < 1 or self.queries < 1:
             raise UsageError("task.shots and task.queries must be >= 1")
 
-    def _uniform(self, shape: tuple[int, ...], bounds: tuple[float, float], g: torch.Generator):
+    def _uniform(self, shape: tuple[int, ...], bounds: Sequence[float], g: torch.Generator):
         lo, hi = bounds
         return lo + (hi - lo) * torch.rand(shape, generator=g, device=self.device)
 

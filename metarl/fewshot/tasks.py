@@ -9,7 +9,7 @@ Networks trains 60-way and tests 5-way.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -69,7 +69,7 @@ class FewShotDistribution:
         )
 
 
-def _sizes(cfg: OmniglotTaskConfig | ImageFolderTaskConfig) -> dict[str, int]:
+def _sizes(cfg: OmniglotTaskConfig | ImageFolderTaskConfig) -> dict[str, Any]:
     def pick(value: int | None, default: int) -> int:
         return default if value is None else value
 
