@@ -20,6 +20,7 @@ DISTRIBUTIONS: dict[str, str] = {
     "omniglot": "metarl.fewshot.tasks:OmniglotTaskConfig:build_omniglot",
     "image_folder": "metarl.fewshot.tasks:ImageFolderTaskConfig:build_image_folder",
     "sinusoid": "metarl.fewshot.sinusoid:SinusoidConfig:build_sinusoid",
+    "optimizee": "metarl.learned_optimizer:OptimizeeConfig:build_optimizee",
     "bandit": "envs.tensor.bandit:BanditConfig:build_bandit",
     "tabular_mdp": "envs.tensor.tabular_mdp:TabularMDPConfig:build_tabular_mdp",
     "navigation2d": "envs.tensor.navigation:Navigation2DConfig:build_navigation2d",
@@ -37,6 +38,9 @@ DISTRIBUTIONS: dict[str, str] = {
 LEARNERS: dict[str, str] = {
     "maml": "metarl.fewshot.maml:MAMLConfig:build_maml",
     "protonet": "metarl.fewshot.protonet:ProtoNetConfig:build_protonet",
+    "mann": "metarl.fewshot.mann:MANNConfig:build_mann",
+    "reptile": "metarl.fewshot.reptile:ReptileConfig:build_reptile",
+    "lstm_optimizer": "metarl.learned_optimizer:LSTMOptimizerConfig:build_lstm_optimizer",
     "rl2": "agents.rl2:RL2Config:build_rl2",
     "maml_rl": "agents.maml_rl:MAMLRLConfig:build_maml_rl",
 }
