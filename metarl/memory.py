@@ -18,9 +18,10 @@ discrete (no gradient flows through the choice of slot), everything else is diff
 
 `read_before_write=True` reads `M_{t-1}` (weights and values) before step t's write instead:
 retrieve, then store. With the same key for both, a read of `M_t` finds the key it has just
-written (cosine 1), which dilutes what it retrieves about earlier items; the MANN classifier
-reads first (on Omniglot the read-after-write order stayed at chance for its first 1,400
-episodes, see results/fewshot.md). The default keeps the order above.
+written (cosine 1), which dilutes what it retrieves about earlier items, so the MANN
+classifier reads first. (On Omniglot neither order left the early plateau within the CPU
+budget of results/fewshot.md, so this is the argument, not a measured gain.) The default
+keeps the order above, which the memory-augmented policy was tuned with.
 """
 
 from __future__ import annotations
