@@ -15,6 +15,13 @@ One step of `MemoryCore` (notation of the paper, `H` heads, `N` slots, `W` width
     w^lu_t = one-hot of the h-th least-used slot for head h (distinct slots per head)
 The paper uses the same key to write and to read; we do too. The least-used weights are
 discrete (no gradient flows through the choice of slot), everything else is differentiable.
+
+`read_before_write=True` reads `M_{t-1}` (weights and values) before step t's write instead:
+retrieve, then store. With the same key for both, a read of `M_t` finds the key it has just
+written (cosine 1), which dilutes what it retrieves about earlier items, so the MANN
+classifier reads first. (On Omniglot neither order left the early plateau within the CPU
+budget of results/fewshot.md, so this is the argument, not a measured gain.) The default
+keeps the order above, which the memory-augmented policy was tuned with.
 """
 
 from __future__ import annotations
@@ -109,6 +116,7 @@ class MemoryCore(nn.Module):
         heads: int = 4,
         controller: Literal["lstm", "gru"] = "lstm",
         gamma: float = 0.95,
+        read_before_write: bool = False,
     ) -> None:
         super().__init__()
         for name, v in (
@@ -129,6 +137,7 @@ class MemoryCore(nn.Module):
         self.input_size, self.hidden_size = input_size, hidden_size
         self.slots, self.width, self.heads = slots, width, heads
         self.controller_kind, self.gamma = controller, gamma
+        self.read_before_write = read_before_write
         cell = nn.LSTMCell if controller == "lstm" else nn.GRUCell
         self.controller = cell(input_size + heads * width, hidden_size)
         # per head: key (W), key strength (1), write gate (1)
@@ -182,9 +191,13 @@ class MemoryCore(nn.Module):
         keys = torch.tanh(iface[..., : self.width])
         strength = 1 + F.softplus(iface[..., self.width])  # >= 1: reads at least as sharp
         gate = iface[..., self.width + 1]
+        if self.read_before_write:
+            read_w = content_weights(state.memory, keys, strength)
+            reads = read_memory(state.memory, read_w)
         memory, write_w = lru_write(state.memory, state.usage, state.read_weights, keys, gate)
-        read_w = content_weights(memory, keys, strength)
-        reads = read_memory(memory, read_w)
+        if not self.read_before_write:
+            read_w = content_weights(memory, keys, strength)
+            reads = read_memory(memory, read_w)
         usage = self.gamma * state.usage + (read_w + write_w).sum(dim=1)
         out = torch.cat([h, reads.reshape(b, -1)], dim=-1)
         return out, MemoryState(h, c, memory, usage, read_w, reads)

@@ -38,6 +38,7 @@ DISTRIBUTIONS: dict[str, Any] = {
     "omniglot": "metarl.fewshot.tasks:OmniglotTaskConfig:build_omniglot",
     "image_folder": "metarl.fewshot.tasks:ImageFolderTaskConfig:build_image_folder",
     "sinusoid": "metarl.fewshot.sinusoid:SinusoidConfig:build_sinusoid",
+    "optimizee": "metarl.learned_optimizer:OptimizeeConfig:build_optimizee",
     "bandit": "envs.tensor.bandit:BanditVectorEnv",
     "tabular_mdp": "envs.tensor.tabular_mdp:TabularMDPVectorEnv",
     "navigation2d": "envs.tensor.navigation:Navigation2DVectorEnv",
@@ -58,6 +59,9 @@ LEARNERS: dict[str, Any] = {
     "matching": "metarl.fewshot.matching:MatchingConfig:build_matching",
     "relation": "metarl.fewshot.relation:RelationConfig:build_relation",
     "siamese": "metarl.fewshot.siamese:SiameseConfig:build_siamese",
+    "mann": "metarl.fewshot.mann:MANNConfig:build_mann",
+    "reptile": "metarl.fewshot.reptile:ReptileConfig:build_reptile",
+    "lstm_optimizer": "metarl.learned_optimizer:LSTMOptimizerConfig:build_lstm_optimizer",
     "rl2": "agents.rl2:RL2Config:build_rl2",
     "maml_rl": "agents.maml_rl:MAMLRLConfig:build_maml_rl",
 }

@@ -24,7 +24,12 @@ TINY = [
 
 # Smaller experience per task for the meta-RL learners, and short MuJoCo episodes: the point
 # here is that every config builds, trains, evaluates and writes its run directory.
-TINY_LEARNER = {"rl2": ["learner.episodes_per_trial=2"], "maml_rl": ["learner.episodes_per_task=2"]}
+TINY_LEARNER = {
+    "rl2": ["learner.episodes_per_trial=2"],
+    "maml_rl": ["learner.episodes_per_task=2"],
+    "reptile": ["learner.adapt_steps=1", "task.train_shots=2", "learner.eval_adapt_steps=2"],
+    "lstm_optimizer": ["learner.optimizee_steps=4", "learner.unroll=2"],
+}
 MUJOCO_TASKS = {"slope", "terrain", "half_cheetah_vel", "half_cheetah_dir", "ant_dir", "ant_goal"}
 
 

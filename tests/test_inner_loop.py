@@ -125,3 +125,29 @@ def test_maml_curve_equals_adapting_afresh_for_each_budget():
 
     learner, ep = make_maml(), sinusoid_episode()
     torch.testing.assert_close(learner.adaptation_curve(ep, 3), curve_by_adapting(learner, ep, 3))
+
+
+def test_optimizer_loop_with_sgd_equals_adapt_iter_and_adam_equals_torch_adam():
+    from metarl.inner_loop import SGD, Adam, adapt_iter, optimizer_adapt_iter
+
+    model, xs, ys, _, _ = linear_problem()
+    params = named_params(model)
+
+    def loss_fn(p):
+        return ((forward(model, p, xs) - ys) ** 2).mean()
+
+    for a, b in zip(
+        adapt_iter(params, loss_fn, 3, 0.1),
+        optimizer_adapt_iter(params, loss_fn, 3, SGD(0.1)),
+        strict=True,
+    ):
+        torch.testing.assert_close(a["weight"], b["weight"], rtol=0, atol=0)
+    # Adam (beta1 = 0, as Reptile uses it) against torch.optim.Adam on the same problem
+    w = model.weight.detach().clone().requires_grad_()
+    opt = torch.optim.Adam([w], lr=0.05, betas=(0.0, 0.999))
+    ours = list(optimizer_adapt_iter(params, loss_fn, 4, Adam(0.05), first_order=True))
+    for p in ours[1:]:
+        opt.zero_grad()
+        ((xs @ w.T - ys) ** 2).mean().backward()
+        opt.step()
+        torch.testing.assert_close(p["weight"], w.detach())

@@ -26,13 +26,14 @@ from metarl.fewshot.episode import Episode
 from metarl.fewshot.losses import batched_loss, batched_metric, metric_name, task_loss, task_metric
 from metarl.inner_loop import (
     Params,
-    adapt,
     adapt_iter,
     expand_params,
     forward,
     named_params,
+    optimizer_adapt_iter,
     per_task_forward,
 )
+from metarl.learned_optimizer import load_lstm_optimizer
 from metarl.seeding import seeded
 
 
@@ -58,6 +59,10 @@ class MAMLConfig:
     """Learn one step size per parameter entry (Meta-SGD)."""
     anil: bool = False
     """Adapt the final linear layer only (ANIL)."""
+    learned_optimizer: str | None = None
+    """Run directory of a trained `lstm_optimizer` run: the inner loop steps with that
+    coordinate-wise LSTM optimiser (frozen) instead of SGD; inner_lr and meta_sgd then do not
+    apply. It accepts any parameter shapes; how well it transfers is what it was trained on."""
     task_batching: Literal["loop", "vmap"] = "loop"
     """Outer loop over tasks: a Python loop, or all tasks at once through per-task copies of
     the parameters and a `vmap`-ed forward (exactly equal; faster for small batch-norm-free
@@ -84,11 +89,24 @@ class MAML:
             }
             trainable += list(self.step_sizes.values())
         self._trainable = trainable
+        self.inner_optimizer = (
+            None
+            if cfg.learned_optimizer is None
+            else load_lstm_optimizer(cfg.learned_optimizer, device)
+        )
 
     @functools.cached_property
     def optimizer(self) -> torch.optim.Adam:
         """Adam, built on first use: `metarl adapt` never trains and skips its import cost."""
         return torch.optim.Adam(self._trainable, lr=self.cfg.outer_lr)
+
+    def _inner_steps(self, start: Params, loss_fn, steps: int, step_sizes, first_order: bool):
+        """Parameters after 0..steps inner steps: SGD (step sizes) or the learned optimiser."""
+        if self.inner_optimizer is not None:
+            return optimizer_adapt_iter(
+                start, loss_fn, steps, self.inner_optimizer, first_order, self.adapt_keys
+            )
+        return adapt_iter(start, loss_fn, steps, step_sizes, first_order, self.adapt_keys)
 
     # -- inner loop -------------------------------------------------------------------------
     def _support_loss(self, x: Tensor, y: Tensor):
@@ -96,9 +114,10 @@ class MAML:
 
     def _adapt_task(self, ep: Episode, t: int, steps: int, first_order: bool) -> Params:
         loss_fn = self._support_loss(ep.support_x[t], ep.support_y[t])
-        return adapt(
-            named_params(self.model), loss_fn, steps, self.step_sizes, first_order, self.adapt_keys
+        *_, fast = self._inner_steps(
+            named_params(self.model), loss_fn, steps, self.step_sizes, first_order
         )
+        return fast
 
     def _batched_forward(self, params: Params, x: Tensor) -> Tensor:
         """Per-task parameters `[T, ...]` applied to per-task inputs `[T, B, ...]`."""
@@ -126,7 +145,7 @@ class MAML:
             return batched_loss(self.loss_kind, out, tasks.support_y).sum()
 
         sizes = self.step_sizes if step_sizes is None else step_sizes
-        return adapt_iter(start, support_loss, steps, sizes, first_order, self.adapt_keys)
+        return self._inner_steps(start, support_loss, steps, sizes, first_order)
 
     # -- learner contract -------------------------------------------------------------------
     def meta_step(self, tasks: Episode) -> dict[str, float]:
@@ -161,9 +180,7 @@ class MAML:
         loss_fn = self._support_loss(tasks.support_x[t], tasks.support_y[t])
         with torch.enable_grad():
             start = {k: v.detach().requires_grad_() for k, v in named_params(self.model).items()}
-            steps = adapt_iter(
-                start, loss_fn, budget, self._detached_step_sizes(), True, self.adapt_keys
-            )
+            steps = self._inner_steps(start, loss_fn, budget, self._detached_step_sizes(), True)
             return [{k: v.detach().requires_grad_() for k, v in p.items()} for p in steps]
 
     def _detached_step_sizes(self) -> dict[str, Tensor] | float:
@@ -226,9 +243,7 @@ class MAML:
         with torch.enable_grad():
             start = {k: v.detach().requires_grad_() for k, v in named_params(self.model).items()}
             path = list(
-                adapt_iter(
-                    start, loss_fn, max(steps), self._detached_step_sizes(), True, self.adapt_keys
-                )
+                self._inner_steps(start, loss_fn, max(steps), self._detached_step_sizes(), True)
             )
             with torch.no_grad():
                 return [forward(self.model, path[s], query_x) for s in steps]

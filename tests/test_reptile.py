@@ -1,0 +1,129 @@
+"""Reptile: its outer update by hand, learning on fresh tasks, evaluation modes, predict."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from metarl.cli import main
+from metarl.fewshot.episode import Episode
+from metarl.fewshot.reptile import Reptile, ReptileConfig, reptile_update
+from metarl.inner_loop import named_params
+from tests.synthetic import pattern_tasks
+
+
+def linear_reptile(**kw) -> Reptile:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3)).double()
+    return Reptile(ReptileConfig(**kw), model, torch.device("cpu"), 0)
+
+
+def linear_tasks(num_tasks: int, seed: int = 0) -> Episode:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(num_tasks, 6, 1, 2, 2, generator=g, dtype=torch.double)
+    y = torch.randint(0, 3, (num_tasks, 6), generator=g)
+    return Episode(x, y, x[:, :0], y[:, :0], 3, 2)
+
+
+def test_outer_update_equals_the_interpolation_formula_on_a_linear_model():
+    """One SGD step of size a per task on the whole support (batch = 6), epsilon e:
+    phi_t = theta - a g_t, so theta' = theta + e (mean phi_t - theta) = theta - e a mean g_t."""
+    a, e = 0.3, 0.7
+    r = linear_reptile(inner_optimizer="sgd", inner_lr=a, adapt_steps=1, inner_batch=6, outer_lr=e)
+    tasks = linear_tasks(3)
+    theta = {k: v.detach().clone() for k, v in named_params(r.model).items()}
+    grads = []
+    for t in range(3):
+        w, b = (theta[k].clone().requires_grad_() for k in ("1.weight", "1.bias"))
+        x = tasks.support_x[t].flatten(1)
+        loss = F.cross_entropy(x @ w.T + b, tasks.support_y[t])
+        grads.append(torch.autograd.grad(loss, (w, b)))
+    r.meta_step(tasks)
+    for i, k in enumerate(("1.weight", "1.bias")):
+        mean_g = torch.stack([g[i] for g in grads]).mean(0)
+        torch.testing.assert_close(r.model.state_dict()[k], theta[k] - e * a * mean_g)
+    # the helper gives the same interpolation, and epsilon anneals linearly
+    phis = [{k: theta[k] - a * g[i] for i, k in enumerate(theta)} for g in grads]
+    upd = reptile_update(theta, phis, e)
+    torch.testing.assert_close(upd["1.bias"], r.model.state_dict()["1.bias"])
+
+
+def test_epsilon_anneals_linearly_to_its_final_value():
+    r = linear_reptile(outer_lr=1.0, outer_lr_final=0.2, anneal_iterations=4, inner_batch=6)
+    eps = [r.meta_step(linear_tasks(1, i))["epsilon"] for i in range(6)]
+    torch.testing.assert_close(torch.tensor(eps), torch.tensor([1.0, 0.8, 0.6, 0.4, 0.2, 0.2]))
+
+
+def small_reptile(transductive: bool = True) -> Reptile:
+    from metarl.fewshot.backbones import classifier
+
+    cfg = ReptileConfig(
+        conv_channels=8,
+        inner_lr=0.01,
+        adapt_steps=3,
+        inner_batch=6,
+        eval_adapt_steps=2,
+        eval_inner_batch=6,
+        transductive=transductive,
+        outer_lr=0.5,
+        anneal_iterations=0,
+    )
+    torch.manual_seed(0)
+    return Reptile(cfg, classifier((1, 16, 16), 3, 8), torch.device("cpu"), 0)
+
+
+def test_learns_a_fast_adapting_initialisation_on_fresh_patterns():
+    """After meta-training, 2 inner steps on a 3-way 2-shot support of patterns never seen
+    classify the queries better than the same 2 steps from the initial weights."""
+    r = small_reptile()
+    gen = torch.Generator().manual_seed(0)
+    test = pattern_tasks(30, 3, 2, 3, torch.Generator().manual_seed(1), side=16, noise=0.3)
+    before = r.adaptation_curve(test, 2)[2].mean()
+    for _ in range(40):
+        r.meta_step(pattern_tasks(5, 3, 2, 3, gen, side=16, noise=0.3))
+    after = r.adaptation_curve(test, 2)
+    assert after.shape == (3, 30)
+    assert after[2].mean() > max(before + 0.1, 0.5), (before, after.mean(1))
+
+
+def test_non_transductive_answers_do_not_depend_on_the_other_queries():
+    ep = pattern_tasks(1, 3, 2, 2, torch.Generator().manual_seed(4), side=16)
+    sx, sy, qx = ep.support_x[0], ep.support_y[0], ep.query_x[0]
+    other = torch.rand(qx.shape, generator=torch.Generator().manual_seed(5))
+    alone = small_reptile(False)
+    p = alone.predict(sx, sy, qx, 3)
+    q = alone.predict(sx, sy, torch.cat([qx[:1], other[1:]]), 3)
+    assert p.shape == (6, 3)
+    torch.testing.assert_close(p.sum(-1), torch.ones(6))
+    torch.testing.assert_close(p[0], q[0])  # batch norm saw the support and this query alone
+    together = small_reptile(True)
+    pt = together.predict(sx, sy, qx, 3)
+    qt = together.predict(sx, sy, torch.cat([qx[:1], other[1:]]), 3)
+    assert not torch.allclose(pt[0], qt[0])  # transductive: the query batch's statistics
+    torch.testing.assert_close(pt, small_reptile(True).predict(sx, sy, qx, 3), rtol=0, atol=0)
+
+
+def test_seeded_meta_steps_repeat_and_resume_is_exact():
+    tasks = [pattern_tasks(2, 3, 2, 1, torch.Generator().manual_seed(i), side=16) for i in range(4)]
+    a, b, c = small_reptile(), small_reptile(), small_reptile()
+    la = [a.meta_step(t)["loss"] for t in tasks]
+    lb = [b.meta_step(t)["loss"] for t in tasks[:2]]
+    c.load_state_dict(b.state_dict())
+    lb += [c.meta_step(t)["loss"] for t in tasks[2:]]
+    assert la == lb
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("learner.inner_batch=0", "learner.inner_batch must be >= 1"),
+        ("task.train_ways=7", "task.train_ways (7) may not exceed it"),
+    ],
+)
+def test_bad_reptile_settings_exit_2_with_one_line(
+    override, message, tmp_path, capsys, omniglot_dir
+):
+    argv = ["train", "omniglot_reptile_5w1s", f"task.data_dir={omniglot_dir}", override]
+    rc = main([*argv, "device=cpu", "--run-dir", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and message in err and len(err.splitlines()) == 1, err
