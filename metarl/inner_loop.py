@@ -136,7 +136,8 @@ class SGD:
     def update(self, params: Params, grads: Params, state: None) -> tuple[Params, None]:
         new = dict(params)
         for k, g in grads.items():
-            alpha = self.step_sizes[k] if isinstance(self.step_sizes, dict) else self.step_sizes
+            sizes = self.step_sizes
+            alpha = sizes[k] if isinstance(sizes, Mapping) else sizes
             new[k] = params[k] - alpha * g
         return new, None
 

@@ -197,7 +197,8 @@ class OptimizeeDistribution:
 
     def sample(self, split: str, num_tasks: int, generator: torch.Generator) -> Optimizees:
         check_split(split, self.splits)
-        c, t, kw = self.cfg, num_tasks, {"generator": generator, "device": self.device}
+        c, t = self.cfg, num_tasks
+        kw: dict[str, Any] = {"generator": generator, "device": self.device}
         if c.family == "quadratic":
             data = {"W": torch.randn(t, c.dim, c.dim, **kw), "y": torch.randn(t, c.dim, **kw)}
             return Optimizees("quadratic", data, {"theta": torch.randn(t, c.dim, **kw)})
@@ -307,7 +308,7 @@ class LSTMOptimizerLearner:
         loss = tasks.loss(params)
         meta_losses = []
         for start in range(0, c.optimizee_steps, c.unroll):
-            total = 0.0
+            total = loss.new_zeros(())  # 0 + x == x: the same numbers as a float start
             n = min(c.unroll, c.optimizee_steps - start)
             for _ in range(n):
                 grads = torch.autograd.grad(loss.sum(), list(params.values()), retain_graph=True)

@@ -74,7 +74,7 @@ class SequenceClassifier(nn.Module):
         self.kind, self.ways, self.input_dim = cfg.core, ways, input_dim
         step_in = input_dim + ways
         if cfg.core == "memory":
-            self.core: nn.Module = MemoryCore(
+            self.core: Any = MemoryCore(
                 step_in,
                 cfg.hidden_size,
                 cfg.memory_slots,

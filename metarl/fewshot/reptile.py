@@ -222,7 +222,7 @@ class Reptile:
         """Class probabilities `[Q, ways]` of `query_x` `[Q, C, H, W]` after `eval_adapt_steps`
         inner steps on the support `[S, C, H, W]`, labels `[S]` (mini-batches drawn with a
         generator fixed by the run seed, so the answer does not depend on what ran before)."""
-        n_out = self.model[-1].out_features
+        n_out = int(self.model[-1].out_features)  # type: ignore[index]
         if ways > n_out:
             raise UsageError(
                 f"this Reptile model has {n_out} outputs, too few for {ways}-way tasks; train "
