@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from envs.tensor.gridworld import EMPTY, GOAL, KEY, LOCKED, OBJ_A, OBJ_B, SIZE, WALL, _MOVES
+from envs.tensor.gridworld import _MOVES, EMPTY, GOAL, KEY, LOCKED, OBJ_A, OBJ_B, WALL
 
 
 class _Peer:
