@@ -378,10 +378,12 @@ class MemoryPolicy(_RecurrentBase):
 def _squeeze_dist(dist: Distribution) -> Distribution:
     """Drop the leading time axis of length 1 from a policy-head distribution."""
     if isinstance(dist, Categorical):
-        return Categorical(logits=dist.logits.squeeze(0))
+        # The head validated these parameters already: skip a second check (rollout hot path).
+        return Categorical(logits=dist.logits.squeeze(0), validate_args=False)
     assert isinstance(dist, Independent) and isinstance(dist.base_dist, Normal)
     base = dist.base_dist
-    return Independent(Normal(base.loc.squeeze(0), base.scale.squeeze(0)), 1)
+    normal = Normal(base.loc.squeeze(0), base.scale.squeeze(0), validate_args=False)
+    return Independent(normal, 1, validate_args=False)
 
 
 def make_recurrent_policy(

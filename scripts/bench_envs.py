@@ -1,10 +1,14 @@
-"""Throughput of the batched tensor envs against Gymnasium's SyncVectorEnv of their single views.
+"""Throughput of the batched tensor envs against the fastest CPU peer and SyncVectorEnv.
 
 For every `metarl/*` tensor env and 1, 64 and 4096 copies: env steps per second of the batched
-env (CPU, and CUDA when present) and of a `gymnasium.vector.SyncVectorEnv` of the single-env
-view (the same dynamics code with one copy), measured in the same run, median of repeats.
-SyncVectorEnv at 4096 copies is slow, so it is timed over a fixed small number of steps.
-If `scripts/bench_envs_mujoco.py` exists, its section is appended.
+env (CPU, and CUDA when present); of the fastest CPU peer with the same per-copy task
+parameters (Gymnasium's native numpy vector env where one exists -- CartPole-v1 with
+`vectorization_mode="vector_entry_point"` --, else the plain numpy vectorised implementation
+of the same dynamics in `scripts/_numpy_peers.py`); and of a `gymnasium.vector.SyncVectorEnv`
+of the single-env view. All measured in the same run, one CPU thread, ours and the peer
+interleaved repeat by repeat, medians. SyncVectorEnv at 4096 copies is slow, so it is timed
+over a fixed small number of steps. If `scripts/bench_envs_mujoco.py` exists, its section is
+appended.
 
     python scripts/bench_envs.py --out results/envs.json --md results/envs.md [--quick]
 """
@@ -29,6 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 import envs  # noqa: E402,F401  (registers the ids)
 from envs.tensor.registration import TENSOR_ENVS  # noqa: E402
+from scripts._numpy_peers import NUMPY_PEERS  # noqa: E402
+
+GYM_PEERS = {"metarl/CartPoleVariant-v0": "CartPole-v1"}
 
 TARGET_IDS = ("metarl/Bandit-v0", "metarl/TabularMDP-v0", "metarl/Navigation2D-v0")
 
@@ -43,31 +50,52 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bench_batched(
-    env_id: str, copies: int, device: torch.device, repeats: int, seconds: float
-) -> float:
-    """Median env steps per second of the batched env (`copies * steps / time`)."""
-    env = gymnasium.make_vec(env_id, num_envs=copies, device=device)
-    env.reset(seed=0)
-    acts = _actions(env.action_space, 16, device)
+def _timer(step, copies: int, seconds: float, device: torch.device):
+    """`step(i)` calls; returns `rate()`: env steps/s of one timed block (length from a probe)."""
     for i in range(20):  # warm-up, and a step-time estimate
-        env.step(acts[i % 16])
+        step(i)
     _sync(device)
     t0 = time.perf_counter()
     for i in range(20):
-        env.step(acts[i % 16])
+        step(i)
     _sync(device)
     per_step = (time.perf_counter() - t0) / 20
     steps = max(20, min(20_000, int(seconds / max(per_step, 1e-7))))
-    rates = []
-    for _ in range(repeats):
+
+    def rate() -> float:
         _sync(device)
         t0 = time.perf_counter()
         for i in range(steps):
-            env.step(acts[i % 16])
+            step(i)
         _sync(device)
-        rates.append(copies * steps / (time.perf_counter() - t0))
-    return statistics.median(rates)
+        return copies * steps / (time.perf_counter() - t0)
+
+    return rate
+
+
+def batched_stepper(env_id: str, copies: int, device: torch.device):
+    env = gymnasium.make_vec(env_id, num_envs=copies, device=device)
+    env.reset(seed=0)
+    acts = _actions(env.action_space, 16, device)
+    return lambda i: env.step(acts[i % 16])
+
+
+def peer_stepper(env_id: str, copies: int) -> tuple[str, Any]:
+    """(peer name, step function) of the fastest CPU peer of `env_id`."""
+    if env_id in GYM_PEERS:
+        gid = GYM_PEERS[env_id]
+        env = gymnasium.make_vec(gid, num_envs=copies, vectorization_mode="vector_entry_point")
+        env.reset(seed=0)
+        env.action_space.seed(0)
+        acts = [env.action_space.sample() for _ in range(16)]
+        return f"gymnasium {gid} vector_entry_point", lambda i: env.step(acts[i % 16])
+    peer = NUMPY_PEERS[env_id](copies)
+    space = gymnasium.vector.utils.batch_space(
+        gymnasium.make(env_id, disable_env_checker=True).action_space, copies
+    )
+    space.seed(0)
+    acts = [space.sample() for _ in range(16)]
+    return f"numpy {type(peer).__name__}", lambda i: peer.step(acts[i % 16])
 
 
 def bench_sync(env_id: str, copies: int, repeats: int, seconds: float) -> tuple[float, int]:
@@ -92,22 +120,35 @@ def bench_sync(env_id: str, copies: int, repeats: int, seconds: float) -> tuple[
     return statistics.median(rates), steps
 
 
-def run(quick: bool) -> list[dict[str, Any]]:
-    copies_list = (1, 64, 1024) if quick else (1, 64, 4096)
-    repeats = 3 if quick else 5
+def run(
+    quick: bool, copies_list: tuple[int, ...] | None = None, env_ids: list[str] | None = None
+) -> list[dict[str, Any]]:
+    copies_list = copies_list or ((1, 64, 1024) if quick else (1, 64, 4096))
+    repeats = 3 if quick else 7
     seconds = 0.05 if quick else 0.25
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     rows = []
-    for env_id in TENSOR_ENVS:
+    cpu = torch.device("cpu")
+    for env_id in env_ids or TENSOR_ENVS:
         for copies in copies_list:
             sync_sps, sync_steps = bench_sync(env_id, copies, min(repeats, 3), seconds)
+            peer_name, peer_step = peer_stepper(env_id, copies)
+            peer_rate = _timer(peer_step, copies, seconds, cpu)
             for device in devices:
-                sps = bench_batched(env_id, copies, device, repeats, seconds)
+                ours = _timer(batched_stepper(env_id, copies, device), copies, seconds, device)
+                ours_r, peer_r = [], []
+                for _ in range(repeats):  # interleaved: both see the same machine load
+                    ours_r.append(ours())
+                    peer_r.append(peer_rate())
+                sps, peer_sps = statistics.median(ours_r), statistics.median(peer_r)
                 row = {
                     "env": env_id,
                     "device": device.type,
                     "copies": copies,
                     "batched_steps_per_s": sps,
+                    "peer": peer_name,
+                    "peer_steps_per_s": peer_sps,
+                    "peer_ratio": sps / peer_sps,
                     "sync_steps_per_s": sync_sps,
                     "sync_steps_timed": sync_steps,
                     "ratio": sps / sync_sps,
@@ -115,6 +156,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 rows.append(row)
                 print(
                     f"{env_id:28s} {device.type:4s} {copies:5d}  batched {sps:12.0f}/s  "
+                    f"peer {peer_sps:12.0f}/s x{sps / peer_sps:5.2f}  "
                     f"sync {sync_sps:10.0f}/s  x{sps / sync_sps:8.1f}",
                     flush=True,
                 )
@@ -123,16 +165,24 @@ def run(quick: bool) -> list[dict[str, Any]]:
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| env | device | copies | batched steps/s | SyncVectorEnv steps/s (CPU) | ratio |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "| env | device | copies | batched steps/s | fastest CPU peer | peer steps/s | vs peer "
+        "| SyncVectorEnv steps/s (CPU) | vs SyncVectorEnv |",
+        "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
             f"| {r['env']} | {r['device']} | {r['copies']} | {r['batched_steps_per_s']:,.0f} | "
+            f"{r['peer']} | {r['peer_steps_per_s']:,.0f} | {r['peer_ratio']:.2f}x | "
             f"{r['sync_steps_per_s']:,.0f} | {r['ratio']:,.1f}x |"
         )
     checks = []
     for r in rows:
+        if r["copies"] == 4096 and r["device"] == "cpu":
+            ok = "met" if r["peer_ratio"] >= 1.0 else "NOT met"
+            checks.append(
+                f"- {r['env']} at 4096 copies on CPU: {r['peer_ratio']:.2f}x the fastest CPU "
+                f"peer ({r['peer']}) (target >= 1.0x: {ok})"
+            )
         if r["env"] in TARGET_IDS and r["copies"] == 4096 and r["device"] == "cpu":
             ok = "met" if r["ratio"] >= 50 else "NOT met"
             checks.append(
@@ -169,17 +219,22 @@ def main(argv: list[str] | None = None) -> None:
         "--threads", type=int, default=1, help="torch CPU threads (SyncVectorEnv uses one)"
     )
     parser.add_argument("--no-mujoco", action="store_true", help="skip the MuJoCo section")
+    parser.add_argument("--copies", type=int, nargs="+", default=None, help="copies to time")
+    parser.add_argument("--envs", nargs="+", default=None, help="env ids (default: all)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     command = "python scripts/bench_envs.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    rows = run(args.quick)
+    rows = run(args.quick, tuple(args.copies) if args.copies else None, args.envs)
     header = (
         f"# Environment throughput\n\nCommand: `{command}`\n\n"
         f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"gymnasium {gymnasium.__version__}, torch threads {args.threads}"
         f"{', CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else ', no CUDA'}.\n"
-        "Env steps per second (copies x steps / wall time), median of repeats; SyncVectorEnv runs the "
-        "single-env view of the same dynamics on the CPU.\n\n## Batched tensor envs\n\n"
+        "Env steps per second (copies x steps / wall time), median of repeats; the fastest CPU peer "
+        "is Gymnasium's native numpy vector env where one exists, else the numpy implementation of "
+        "the same dynamics in `scripts/_numpy_peers.py` (per-copy task parameters, same-step "
+        "autoreset), timed interleaved with ours; SyncVectorEnv runs the single-env view of the "
+        "same dynamics on the CPU.\n\n## Batched tensor envs\n\n"
     )
     text = header + markdown(rows) + "\n"
     result: dict[str, Any] = {"command": command, "tensor": rows}

@@ -71,6 +71,57 @@ def train_rl2(config: str, overrides: list[str], seed: int) -> tuple[Any, dict[s
     return load_run(run_dir), results, command
 
 
+TTT_MARKS = (15, 30, 60)  # minutes at which time_to_target reports the validation total
+
+
+def time_to_target(
+    run_dir: Path, target: float, steps_per_iteration: int, marks: tuple[int, ...] = TTT_MARKS
+) -> dict[str, Any]:
+    """Time to target of an RL² run trained with `train.eval_interval` > 0, read from its
+    TensorBoard file: at every in-training evaluation the trial total on the validation
+    tasks (the sum of the `adapt/return_episodes_*` curve, so `eval.max_budget` must be
+    `n - 1`) against wall-clock since the run started (evaluations included) and env steps.
+
+    Returns `ttt_seconds` / `ttt_env_steps` (the first evaluation with total >= `target`, or
+    None), `total_at_<m>min` (the last evaluation at or before m minutes, None if the run
+    ended earlier) and the whole `ttt_history` of (seconds, env steps, total).
+    """
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    tags = [t for t in acc.Tags()["scalars"] if t.startswith("adapt/return_episodes_")]
+    if not tags:
+        raise ValueError(f"{run_dir} has no in-training evaluations (set train.eval_interval)")
+    start = acc.FirstEventTimestamp()
+    by_step: dict[int, list[float]] = {}
+    wall: dict[int, float] = {}
+    for tag in tags:
+        seen = set()
+        for e in acc.Scalars(tag):  # the first event of a step: a final evaluation comes later
+            if e.step not in seen:
+                seen.add(e.step)
+                by_step.setdefault(e.step, []).append(e.value)
+                wall[e.step] = max(wall.get(e.step, 0.0), e.wall_time - start)
+    history = [
+        (wall[step], step * steps_per_iteration, sum(values))
+        for step, values in sorted(by_step.items())
+        if len(values) == len(tags)
+    ]
+    hit = next((h for h in history if h[2] >= target), None)
+    out: dict[str, Any] = {
+        "ttt_target": target,
+        "ttt_seconds": None if hit is None else hit[0],
+        "ttt_env_steps": None if hit is None else hit[1],
+        "ttt_history": history,
+    }
+    for m in marks:
+        before = [h for h in history if h[0] <= 60 * m]
+        ran_long_enough = history and history[-1][0] >= 60 * m * 0.98
+        out[f"total_at_{m}min"] = before[-1][2] if before and ran_long_enough else None
+    return out
+
+
 def rl2_trial_totals(run: Any, tasks: Any, episodes: int) -> torch.Tensor:
     """Total return of one trial of `episodes` per test task `[T]`."""
     with torch.no_grad():
@@ -94,14 +145,21 @@ def rl2_seed_runs(
     tasks: (trial totals `[seeds * test_tasks]`, the test tasks per seed, the row's info)."""
     totals, tasks_all = [], []
     info: dict[str, Any] = {}
+    ttt_runs: list[dict[str, Any]] = []
     for seed in args.seeds:
         over = [f"train.iterations={args.iterations}", *args.override]
+        if args.eval_every:
+            over.append(f"train.eval_interval={args.eval_every}")
         run, res, cmd = train_rl2(config, over, seed)
         gen = make_generator(seed, "bench/test")
         tasks = run.distribution.sample("test", args.test_tasks, gen)
         totals.append(rl2_trial_totals(run, tasks, n))
         tasks_all.append(tasks)
         steps = _training_steps(run.cfg, res, run.distribution.horizon)
+        if args.eval_every:
+            per_iter = _training_steps(run.cfg, {"iterations": 1}, run.distribution.horizon)
+            ttt = time_to_target(run.run_dir, 0.9 * paper, per_iter)
+            ttt_runs.append({"seed": seed, **ttt})
         info = {
             "env_steps": steps,
             "train_seconds": res["train_seconds"],
@@ -109,6 +167,8 @@ def rl2_seed_runs(
             "command": f"{cmd}  (then {args.test_tasks} test tasks, seeds {args.seeds})",
             "paper": paper,
         }
+    if ttt_runs:
+        info["time_to_target"] = ttt_runs
     return torch.cat(totals), tasks_all, info
 
 
@@ -563,7 +623,37 @@ def to_markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
                 f"{f('env_steps_per_s', ',.0f')} | `{r.get('command', '')}` |"
             )
         lines.append("")
+        lines += _ttt_lines([r for r in rows if r["family"] == fam])
     return "\n".join(lines)
+
+
+def _ttt_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The time-to-target table of a family's RL² row (with `--eval-every`), one line a seed."""
+    runs = [t for r in rows for t in r.get("time_to_target", [])]
+    if not runs:
+        return []
+    marks = " | ".join(f"total at {m} min" for m in TTT_MARKS)
+    lines = [
+        f"Time to target (90% of the paper, {runs[0]['ttt_target']:.2f}; validation tasks, "
+        "wall-clock includes the in-training evaluations):",
+        "",
+        f"| seed | wall-clock to target s | env steps to target | {marks} |",
+        "| --- | ---: | ---: |" + " ---: |" * len(TTT_MARKS),
+    ]
+
+    def fmt(v: Any, spec: str) -> str:
+        return "not reached" if v is None else format(v, spec)
+
+    for t in runs:
+        at = " | ".join(
+            "-" if t[f"total_at_{m}min"] is None else f"{t[f'total_at_{m}min']:.2f}"
+            for m in TTT_MARKS
+        )
+        lines.append(
+            f"| {t['seed']} | {fmt(t['ttt_seconds'], '.0f')} | {fmt(t['ttt_env_steps'], ',')} "
+            f"| {at} |"
+        )
+    return [*lines, ""]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -584,6 +674,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--minutes", type=float, default=None, help="MAML-RL sections: training minutes per run"
+    )
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=0,
+        help="RL² bandits / tabular: evaluate every N meta-iterations during training and "
+        "report time to 90%% of the paper and the total at 15 / 30 / 60 minutes",
     )
     p.add_argument("--out", default="results/metarl")
     args = p.parse_args(argv)

@@ -73,12 +73,17 @@ _P = TypeVar("_P", bound="PhysicsTask")
 # Counter-based random numbers: pure integer arithmetic on int64 tensors, so the numbers are
 # identical on every device and for every batch size. All products stay below 2**63.
 # ---------------------------------------------------------------------------------------------
-def _mix32(x: torch.Tensor) -> torch.Tensor:
-    """A 32-bit integer hash (xor-shift-multiply); input and output in `[0, 2**32)`."""
-    x = x & _M32
-    x = (((x >> 16) ^ x) * 0x45D9F3B) & _M32
-    x = (((x >> 16) ^ x) * 0x45D9F3B) & _M32
-    return (x >> 16) ^ x
+def _mix32(x: torch.Tensor, masked: bool = True) -> torch.Tensor:
+    """A 32-bit integer hash (xor-shift-multiply); output in `[0, 2**32)`. `masked=False`
+    skips reducing the input mod 2**32, for callers whose input already lies in `[0, 2**32)`.
+
+    `x = ((x >> 16) ^ x) * 0x45D9F3B & (2**32 - 1)` twice, then `(x >> 16) ^ x`; written with
+    in-place kernels on fresh temporaries (one allocation per line, same integers)."""
+    x = x & _M32 if masked else x
+    for _ in range(2):
+        y = x >> 16
+        x = y.bitwise_xor_(x).mul_(0x45D9F3B).bitwise_and_(_M32)
+    return (x >> 16).bitwise_xor_(x)
 
 
 def hash_keys(keys: torch.Tensor) -> torch.Tensor:
@@ -94,7 +99,9 @@ def random_bits(
     `stream` separates draws made at the same counter (0: step noise, 1: reset noise).
     """
     c = ((counter & 0x7FFFFFFF) * 0x7FEB352D + stream * 0x68E31DA4) & _M32
-    h = _mix32(key_hash ^ _mix32(c))
+    h = _mix32(key_hash ^ _mix32(c, masked=False), masked=False)  # both below 2**32
+    if num == 1:  # j = 0: h itself is below 2**32
+        return _mix32(h[:, None], masked=False)
     j = torch.arange(num, device=key_hash.device, dtype=torch.int64) * 0x27D4EB2F
     return _mix32(h[:, None] + j[None, :])
 
@@ -277,10 +284,27 @@ class TensorVectorEnv(VectorEnv, Generic[ConfigT, TaskT]):
         raise NotImplementedError
 
     # -- helpers for subclasses ----------------------------------------------------------------
-    def _uniform(self, stream: int, num: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """`[N, num]` uniforms from each copy's stream at its current counter."""
+    def _uniform(
+        self,
+        stream: int,
+        num: int,
+        dtype: torch.dtype = torch.float32,
+        rows: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """`[N, num]` uniforms from each copy's stream at its current counter; with `rows`
+        (indices `[R]`) only those copies' `[R, num]`, the same numbers as those rows of the
+        full draw."""
         assert self._key_hash is not None
-        return uniform(self._key_hash, self._counter, stream, num, dtype)
+        if rows is None:
+            return uniform(self._key_hash, self._counter, stream, num, dtype)
+        return uniform(self._key_hash[rows], self._counter[rows], stream, num, dtype)
+
+    def _reset_rows(self, mask: torch.Tensor) -> torch.Tensor | None:
+        """The copies `_reset_envs(mask)` must reset, as indices `[R]`, on the CPU (where
+        finding them is free, so a step draws reset noise only for the copies that need it);
+        `None` on accelerators: there the family recomputes every row and keeps the old state
+        where `mask` is false, which gives the same numbers without waiting for the device."""
+        return mask.nonzero().squeeze(1) if self.device.type == "cpu" else None
 
     def _zeros(self, *shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """A state buffer `[N, *shape]` of zeros on the env's device."""
@@ -342,9 +366,9 @@ class TensorVectorEnv(VectorEnv, Generic[ConfigT, TaskT]):
             return obs, reward, terminated, truncated, {}
         done = terminated | truncated
         final_obs = obs
-        obs = self._reset_envs(done)  # rows not done are recomputed from unchanged state
-        self._elapsed = torch.where(done, 0, self._elapsed)
-        self._counter += done.to(torch.int64)
+        obs = self._reset_envs(done)  # rows not done keep their state
+        self._elapsed.masked_fill_(done, 0)
+        self._counter += done
         return obs, reward, terminated, truncated, {"final_obs": final_obs, "_final_obs": done}
 
     def _check_actions(self, actions: Any) -> torch.Tensor:
@@ -366,7 +390,7 @@ class TensorVectorEnv(VectorEnv, Generic[ConfigT, TaskT]):
                     f"actions: expected integers in [0, {int(space.n) - 1}], got dtype {a.dtype}"
                 )
             a = a.to(torch.int64)
-            if self.check_actions and bool(((a < 0) | (a >= int(space.n))).any()):
+            if self.check_actions and not _all_in(a, int(space.n)):
                 bad = a[(a < 0) | (a >= int(space.n))][0].item()
                 raise UsageError(
                     f"actions: each must be an integer in [0, {int(space.n) - 1}], got {bad}"
@@ -385,6 +409,14 @@ class TensorVectorEnv(VectorEnv, Generic[ConfigT, TaskT]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(num_envs={self.num_envs}, envs_per_task={self.envs_per_task}, device={self.device})"
+
+
+def _all_in(actions: torch.Tensor, n: int) -> bool:
+    """Every discrete action in `[0, n)` (one min-max reduction)."""
+    if actions.numel() == 0:
+        return True
+    low, high = torch.aminmax(actions)
+    return bool(low >= 0) and bool(high < n)
 
 
 # ---------------------------------------------------------------------------------------------

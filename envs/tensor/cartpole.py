@@ -98,23 +98,35 @@ class CartPoleVectorEnv(TensorVectorEnv[CartPoleConfig, CartPoleTask]):
         self._polemass_length = p["pole_mass"] * p["length"]
 
     def _reset_envs(self, mask: torch.Tensor) -> torch.Tensor:
-        fresh = -0.05 + 0.1 * self._uniform(1, 4, torch.float64)
-        self.state = torch.where(mask[:, None], fresh, self.state)
+        rows = self._reset_rows(mask)
+        if rows is None:
+            fresh = -0.05 + 0.1 * self._uniform(1, 4, torch.float64)
+            self.state = torch.where(mask[:, None], fresh, self.state)
+        elif rows.numel():
+            self.state[rows] = -0.05 + 0.1 * self._uniform(1, 4, torch.float64, rows)
         return self.state.float()
 
     def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x, x_dot, theta, theta_dot = self.state.unbind(-1)
-        force = torch.where(actions == 1, FORCE_MAG, -FORCE_MAG).to(torch.float64)
+        # CartPole-v1's arithmetic, written with in-place kernels on fresh temporaries.
+        x, x_dot, theta, theta_dot = self.state.t().contiguous()  # each [N]
+        force = (actions == 1).to(torch.float64).mul_(2 * FORCE_MAG).sub_(FORCE_MAG)
         cos, sin = torch.cos(theta), torch.sin(theta)
-        temp = (force + self._polemass_length * theta_dot**2 * sin) / self._total_mass
-        theta_acc = (self._gravity * sin - cos * temp) / (
-            self._length * (4.0 / 3.0 - self._pole_mass * cos**2 / self._total_mass)
+        temp = (theta_dot * theta_dot).mul_(self._polemass_length).mul_(sin)
+        temp = temp.add_(force).div_(self._total_mass)
+        denom = (cos * cos).mul_(self._pole_mass).div_(self._total_mass)
+        denom = denom.neg_().add_(4.0 / 3.0).mul_(self._length)
+        theta_acc = (self._gravity * sin).sub_(cos * temp).div_(denom)
+        x_acc = temp - (self._polemass_length * theta_acc).mul_(cos).div_(self._total_mass)
+        self.state = torch.stack(
+            [
+                x.add_(x_dot * TAU),  # Euler, as CartPole-v1
+                x_dot.add_(x_acc.mul_(TAU)),
+                theta.add_(theta_dot * TAU),
+                theta_dot.add_(theta_acc.mul_(TAU)),
+            ],
+            -1,
         )
-        x_acc = temp - self._polemass_length * theta_acc * cos / self._total_mass
-        x, x_dot = x + TAU * x_dot, x_dot + TAU * x_acc  # Euler, as CartPole-v1
-        theta, theta_dot = theta + TAU * theta_dot, theta_dot + TAU * theta_acc
-        self.state = torch.stack([x, x_dot, theta, theta_dot], -1)
-        terminated = (x < -X_LIMIT) | (x > X_LIMIT) | (theta < -THETA_LIMIT) | (theta > THETA_LIMIT)
+        terminated = (x.abs() > X_LIMIT).logical_or_(theta.abs() > THETA_LIMIT)
         reward = torch.ones(self.num_envs, device=self.device)
         return self.state.float(), reward, terminated
 

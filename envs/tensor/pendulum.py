@@ -99,9 +99,15 @@ class PendulumVectorEnv(TensorVectorEnv[PendulumConfig, PendulumTask]):
         return torch.stack([torch.cos(th), torch.sin(th), thdot], -1).float()
 
     def _reset_envs(self, mask: torch.Tensor) -> torch.Tensor:
-        u = self._uniform(1, 2, torch.float64)
-        fresh = torch.stack([(2 * u[:, 0] - 1) * math.pi, 2 * u[:, 1] - 1], -1)
-        self.state = torch.where(mask[:, None], fresh, self.state)
+        rows = self._reset_rows(mask)
+        if rows is None or rows.numel():
+            u = self._uniform(1, 2, torch.float64, rows)
+            fresh = torch.stack([(2 * u[:, 0] - 1) * math.pi, 2 * u[:, 1] - 1], -1)
+            if rows is None:
+                self.state = torch.where(mask[:, None], fresh, self.state)
+            else:
+                self.state = self.state.clone()  # the caller may hold the old state
+                self.state[rows] = fresh
         return self._obs()
 
     def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
