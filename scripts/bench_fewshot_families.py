@@ -160,7 +160,7 @@ def metasgd_rows(repeats: int) -> list[dict]:
 
     from torch.utils.flop_counter import FlopCounterMode
 
-    from metarl.config import load_config
+    from metarl.registry import load_config
     from metarl.trainer import build_run
 
     torch.set_num_threads(1)

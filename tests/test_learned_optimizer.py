@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from metarl.cli import main
-from metarl.config import load_config
 from metarl.errors import UsageError
 from metarl.inner_loop import adapt_iter, forward, named_params, optimizer_adapt_iter
 from metarl.learned_optimizer import (
@@ -22,6 +21,7 @@ from metarl.learned_optimizer import (
     optimize,
     preprocess,
 )
+from metarl.registry import load_config
 from metarl.trainer import train
 
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from metarl.cli import main
-from metarl.config import load_config
 from metarl.errors import UsageError
 from metarl.fewshot.mann import MANN, MANNConfig, SequenceClassifier, instance_numbers
+from metarl.registry import load_config
 from metarl.trainer import build_run
 from tests.synthetic import pattern_tasks
 
