@@ -40,9 +40,7 @@ def demo_command(run_dir: Path, iterations: int, threads: int) -> list[str]:
 
 def measure(iterations: int, threads: int, busy: bool) -> float:
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    spinner = (
-        subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
-    )
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     try:
         with tempfile.TemporaryDirectory() as tmp:
             cmd = demo_command(Path(tmp) / "run", iterations, threads)
