@@ -333,7 +333,11 @@ def _loop(run: Run, progress: bool | None, final_eval: bool) -> dict[str, Any]:
                 )
                 break
     except KeyboardInterrupt:
+        logger.close()  # before the folder may be removed: its writer thread must not recreate it
         raise RunInterrupted(f"interrupted at iteration {run.iteration}; {run.kept()}") from None
+    except BaseException:
+        logger.close()
+        raise
     finally:
         bar.close()
     seconds = time.perf_counter() - started
