@@ -86,8 +86,8 @@ def _report(results: dict, run_dir: Path) -> None:
     print(f"\nRun directory: {run_dir}  (config.yaml, checkpoints/, results.json, curves.png)")
     print(
         f"TensorBoard:   tensorboard --logdir {run_dir}   then open http://127.0.0.1:6006 "
-        "(SCALARS: adapt/, meta/; CUSTOM SCALARS: the curve; IMAGES: adapt/curve"
-        + (", adapt/video)" if results.get("video") == "adapted.gif" else ")")
+        "(SCALARS: adapt/, final/, meta/; CUSTOM SCALARS: the curves; IMAGES: adapt/curve, "
+        "final/curve" + (", adapt/video)" if results.get("video") == "adapted.gif" else ")")
     )
     if results.get("figure"):
         print(

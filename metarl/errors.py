@@ -33,6 +33,10 @@ def check_finite(tensor: torch.Tensor, what: str) -> torch.Tensor:
     Learners call it on the inputs of distribution constructors (policy logits, means), so a
     diverged update ends in the engine's one-line stop (which adds the iteration, what was kept
     and what to change) instead of a constructor's traceback."""
+    # Under torch.func transforms (vmap, grad) a value cannot steer Python control flow; the
+    # same forward outside them (rollouts, the loop form) is checked.
+    if torch._C._are_functorch_transforms_active():
+        return tensor
     if not bool(torch.isfinite(tensor).all()):
         raise NonFiniteError(f"non-finite {what}")
     return tensor

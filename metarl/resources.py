@@ -92,8 +92,8 @@ def check_fits(
             fit = max(1, free // max(per_task, 1))
             raise UsageError(
                 f"{setting}={n} needs at least {_gb(need)} of {device.type} memory for its tasks "
-                f"({per_task / 1e6:.2f} MB each) but {_gb(free)} is free; use {setting} of at "
-                f"most {fit}"
+                f"({per_task:,} bytes each) but {_gb(free)} is free; lower {setting} (the tasks "
+                f"alone allow at most {fit:,})"
             )
 
 

@@ -62,7 +62,10 @@ def main() -> None:
     rows = []
     for busy in (False, True):
         for threads in (2, 1):
-            speeds = [measure(args.iterations, threads, busy) for _ in range(args.repeats)]
+            speeds = []
+            for _ in range(args.repeats):
+                speeds.append(measure(args.iterations, threads, busy))
+                print(f"threads={threads} busy={busy}: {speeds[-1]:.1f} it/s", flush=True)
             cmd = " ".join(demo_command(Path("runs/bench"), args.iterations, threads)[2:])
             rows.append(
                 {

@@ -43,6 +43,13 @@ def main() -> None:
     p.add_argument("--subprocess", action="store_true")
     args = p.parse_args()
     lines = [
+        "# Bad inputs: exit code and the one line each prints",
+        "",
+        "Written by `python scripts/error_table.py --out results/errors.md` from the cases in",
+        "`tests/cli_cases.py` (checked by `tests/test_cli_errors.py`). Exit 2: bad input, one",
+        "line with what to do; exit 1: a run stopped on a non-finite value (every checkpoint",
+        "kept is finite); exit 130: Ctrl-C / SIGTERM. Memory figures depend on the machine.",
+        "",
         "| input | exit | message (temporary paths shown as TMP) |",
         "| --- | --- | --- |",
     ]

@@ -52,10 +52,9 @@ def _class_dirs(parent: Path) -> list[Path]:
     return dirs
 
 
-def _too_large(path: Path, size: str) -> DataError:
+def _too_large(path: Path, detail: str) -> DataError:
     return DataError(
-        f"{path} is refused by Pillow's decompression-bomb guard ({size}, more than "
-        f"PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS}); shrink or remove it"
+        f"{path} is refused by Pillow's decompression-bomb guard ({detail}); shrink or remove it"
     )
 
 
@@ -69,7 +68,10 @@ def _load_image(path: Path, mode: str, image_size: int) -> np.ndarray:
         with img:
             limit = Image.MAX_IMAGE_PIXELS
             if limit is not None and img.width * img.height > limit:
-                raise _too_large(path, f"{img.width}x{img.height} pixels")
+                raise _too_large(
+                    path,
+                    f"{img.width}x{img.height} pixels, more than PIL.Image.MAX_IMAGE_PIXELS = {limit}",
+                )
             small = img.convert(mode).resize((image_size, image_size), Image.Resampling.BILINEAR)
             arr = np.asarray(small, dtype=np.uint8)
     except Image.DecompressionBombError as exc:  # Pillow's own check, at open beyond 2x
