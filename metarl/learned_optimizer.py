@@ -277,9 +277,6 @@ class LSTMOptimizerConfig:
     """Adam step size of the meta-optimiser."""
     eval_steps: int = 100
     """Optimisation steps at which the headline loss is read."""
-    grad_clip: float = 1.0
-    """Clip the meta-gradient's norm to this (0: no clipping). Without it, meta-training on
-    quadratics collapsed after ~80 iterations (final loss 0.25 -> 7.3, results/fewshot.md)."""
 
 
 class LSTMOptimizerLearner:
@@ -319,8 +316,6 @@ class LSTMOptimizerLearner:
             meta = total / n
             self.optimizer.zero_grad(set_to_none=True)
             meta.backward()
-            if c.grad_clip > 0:
-                nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
             self.optimizer.step()
             meta_losses.append(meta.item())
             params = {k: v.detach().requires_grad_() for k, v in params.items()}
