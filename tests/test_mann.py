@@ -98,7 +98,7 @@ def test_seeded_runs_repeat_and_resume_is_exact():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("task.shots=0", "task.shots=0: a sequence needs at least one presentation per class"),
+        ("task.shots=0", "task.shots=0 is out of range; use an integer >= 1"),
         ("learner.memory_slots=4", "task.ways=5 is more than learner.memory_slots=4"),
     ],
 )

@@ -102,8 +102,9 @@ class OmniglotTaskConfig:
     """Classes per training task; None: same as ways (Prototypical Networks trains with more)."""
     train_shots: PositiveInt | None = None
     """Support examples per class in training tasks; None: same as shots."""
-    train_queries: PositiveInt | None = None
-    """Query examples per class in training tasks; None: same as queries."""
+    train_queries: NonNegativeInt | None = None
+    """Query examples per class in training tasks; None: same as queries; 0 for learners that
+    train on the support alone (Reptile)."""
     image_size: PositiveInt = 28
     """Side of the images after area-averaged resizing from 105."""
     within_alphabet: bool = False
@@ -163,8 +164,9 @@ class ImageFolderTaskConfig:
     """Classes per training task; None: same as ways."""
     train_shots: PositiveInt | None = None
     """Support examples per class in training tasks; None: same as shots."""
-    train_queries: PositiveInt | None = None
-    """Query examples per class in training tasks; None: same as queries."""
+    train_queries: NonNegativeInt | None = None
+    """Query examples per class in training tasks; None: same as queries; 0 for learners that
+    train on the support alone (Reptile)."""
 
 
 def build_image_folder(cfg: ImageFolderTaskConfig, device: torch.device) -> FewShotDistribution:
