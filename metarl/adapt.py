@@ -165,6 +165,7 @@ def load_learner(run_dir: Path, device: torch.device) -> tuple[Any, Preprocess]:
     from metarl import registry
     from metarl.checkpoint import load_checkpoint
     from metarl.config import RunConfig, from_dict
+    from metarl.fewshot.tasks import task_sizes
 
     config_file = run_dir / "config.yaml"
     if not config_file.is_file():
@@ -182,9 +183,8 @@ def load_learner(run_dir: Path, device: torch.device) -> tuple[Any, Preprocess]:
     # The builders read only these of a distribution; no data set is loaded.
     shape = SimpleNamespace(
         input_shape=(prep.channels, prep.size, prep.size),
-        ways=task.ways,
-        shots=task.shots,
         loss="cross_entropy",
+        **task_sizes(task),  # ways, shots, queries and their training sizes
     )
     learner = build(lcfg, shape, device, cfg.seed)
     if not (hasattr(learner, "predict") and hasattr(learner, "load_model")):

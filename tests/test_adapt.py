@@ -130,7 +130,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         == 0
     )
     out["maml"] = maml
-    for kind in ("matching", "relation", "siamese"):
+    for kind in ("matching", "relation", "siamese", "mann", "reptile"):
         assert main(["train", str(cfg), *common, f"learner.kind={kind}", "train.iterations=2",
                      "--run-dir", str(root / kind), "--no-progress"]) == 0  # fmt: skip
         out[kind] = root / kind
@@ -236,6 +236,22 @@ def test_maml_adapts_by_its_inner_loop_and_refuses_more_classes_than_its_head(
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "trained 3-way" in err[0] and "4 classes" in err[0]
+
+
+@pytest.mark.parametrize("kind", ["mann", "reptile"])
+def test_mann_and_reptile_serve_adapt(runs, kind, tmp_path):
+    """Trained 3-way: a 3-class support folder gets probabilities over its 3 classes."""
+    support = tmp_path / "support3"
+    write_shapes(support, range(3), 3, 13)
+    out = tmp_path / "p.csv"
+    assert main(["adapt", str(runs[kind]), "--support", str(support), "--query",
+                 str(runs["query"]), "--out", str(out), "--top", "3"]) == 0  # fmt: skip
+    rows = list(csv.reader(out.open()))[1:]
+    assert len(rows) == 9
+    for row in rows:
+        p = [float(v) for v in row[2::2]]
+        assert abs(sum(p) - 1) < 2e-3 and p == sorted(p, reverse=True)
+        assert sorted(row[1::2]) == sorted(SHAPES[:3])
 
 
 @pytest.mark.parametrize("kind", ["matching", "relation", "siamese"])

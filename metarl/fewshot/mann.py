@@ -242,6 +242,10 @@ class MANN:
             logits = self._query_logits(state, last, query_x[None])[0]
         return logits[:, :ways].softmax(-1)
 
+    def load_model(self, state: dict[str, Any]) -> None:
+        """Only the network of a checkpoint's learner state (`metarl adapt`)."""
+        self.model.load_state_dict(state["model"])
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),

@@ -240,6 +240,10 @@ class Reptile:
             logits = self._query_logits(p, support_x, query_x, self.cfg.transductive)
         return logits[:, :ways].softmax(-1)
 
+    def load_model(self, state: dict[str, Any]) -> None:
+        """Only the network of a checkpoint's learner state (`metarl adapt`)."""
+        self.model.load_state_dict(state["model"])
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),

@@ -69,7 +69,7 @@ class FewShotDistribution:
         )
 
 
-def _sizes(cfg: OmniglotTaskConfig | ImageFolderTaskConfig) -> dict[str, Any]:
+def task_sizes(cfg: OmniglotTaskConfig | ImageFolderTaskConfig) -> dict[str, Any]:
     def pick(value: int | None, default: int) -> int:
         return default if value is None else value
 
@@ -134,7 +134,7 @@ def build_omniglot(cfg: OmniglotTaskConfig, device: torch.device) -> FewShotDist
             groups,
         )
     return FewShotDistribution(
-        pools, **_sizes(cfg), input_shape=(1, cfg.image_size, cfg.image_size)
+        pools, **task_sizes(cfg), input_shape=(1, cfg.image_size, cfg.image_size)
     )
 
 
@@ -189,5 +189,5 @@ def build_image_folder(cfg: ImageFolderTaskConfig, device: torch.device) -> FewS
         for split in SPLITS
     }
     return FewShotDistribution(
-        pools, **_sizes(cfg), input_shape=(cfg.channels, cfg.image_size, cfg.image_size)
+        pools, **task_sizes(cfg), input_shape=(cfg.channels, cfg.image_size, cfg.image_size)
     )
