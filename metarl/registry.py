@@ -57,6 +57,7 @@ LEARNERS: dict[str, Any] = {
     "protonet": "metarl.fewshot.protonet:ProtoNetConfig:build_protonet",
     "rl2": "agents.rl2:RL2Config:build_rl2",
     "maml_rl": "agents.maml_rl:MAMLRLConfig:build_maml_rl",
+    "task_inference": "agents.task_inference:TaskInferenceConfig:build_task_inference",
 }
 
 
@@ -109,7 +110,10 @@ def _section(data: dict[str, Any], table: dict[str, Any], what: str) -> tuple[An
 def validate(cfg: RunConfig) -> None:
     """Validate the task and learner sections against their components' dataclasses."""
     _section(cfg.task, DISTRIBUTIONS, "task")
-    _section(cfg.learner, LEARNERS, "learner")
+    learner, _ = _section(cfg.learner, LEARNERS, "learner")
+    check_run = getattr(learner, "check_run", None)  # checks that need the whole run config
+    if callable(check_run):
+        check_run(cfg)
 
 
 def build_distribution(cfg: RunConfig, device: torch.device) -> TaskDistribution[Any]:

@@ -35,7 +35,7 @@ from metarl.config import (
 )
 from metarl.contracts import Learner, TaskDistribution
 from metarl.errors import NonFiniteError, UsageError
-from metarl.evaluation import adaptation_curve, format_curve
+from metarl.evaluation import adaptation_curve, format_curve, within_episode_curve
 from metarl.logger import RunLogger, encode_gif, save_curve_png
 from metarl.seeding import make_generator
 
@@ -281,6 +281,20 @@ def final_evaluation(
         "curve": curve,
         "headline": {"budget": b, "mean": curve["mean"][b], "ci95": curve["ci95"][b]},
     }
+    if hasattr(run.learner, "within_episode_curve"):  # learners that adapt inside episode 1
+        within = within_episode_curve(
+            run.learner,
+            run.distribution,
+            split or e.final_split,
+            num_tasks or e.final_num_tasks,
+            e.batch_tasks,
+            run.cfg.seed,
+            run.device,
+        )
+        results["within_episode"] = within
+        if logger is not None:
+            values = {f"window_{i}": m for i, m in enumerate(within["mean"])}
+            logger.scalars("adapt", values, run.iteration)
     path = out or run.run_dir / "results.json"
     previous = json.loads(path.read_text()) if path.exists() and out is None else {}
     previous.update(extra or {})
