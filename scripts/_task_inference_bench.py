@@ -64,7 +64,7 @@ def task_inference_rows(
         learner = _train(config, [f"seed={seed}", *budget, "learner.mode=learner"])
         runs["task inference (history only)"] = learner
         iters = learner[1]["iterations"]
-        same = [f"seed={seed}", *budget, f"train.iterations={iters}", "train.max_minutes=0"]
+        same = [f"seed={seed}", *budget, f"train.iterations={iters}"]
         runs["blind (same PPO, no task)"] = _train(config, [*same, "learner.mode=blind"])
         runs["oracle (task embedding)"] = _train(config, [*same, "learner.mode=oracle"])
         for split in splits:
