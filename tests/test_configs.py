@@ -24,7 +24,11 @@ TINY = [
 
 # Smaller experience per task for the meta-RL learners, and short MuJoCo episodes: the point
 # here is that every config builds, trains, evaluates and writes its run directory.
-TINY_LEARNER = {"rl2": ["learner.episodes_per_trial=2"], "maml_rl": ["learner.episodes_per_task=2"]}
+TINY_LEARNER = {
+    "rl2": ["learner.episodes_per_trial=2"],
+    "maml_rl": ["learner.episodes_per_task=2"],
+    "task_inference": ["learner.phase2_start=1", "learner.history_length=4"],  # both phases
+}
 MUJOCO_TASKS = {"slope", "terrain", "half_cheetah_vel", "half_cheetah_dir", "ant_dir", "ant_goal"}
 
 
