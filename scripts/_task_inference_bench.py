@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
+from metarl.config import to_dict
 from metarl.registry import load_config
 from metarl.seeding import make_generator
 from metarl.trainer import load_run, train
@@ -31,6 +34,39 @@ def _train(config: str, overrides: list[str]) -> tuple[Any, dict[str, Any], str]
     run_dir = Path(tempfile.mkdtemp(prefix=f"bench_{config}_"))
     results = train(cfg, run_dir, progress=False, final_eval=False)
     return load_run(run_dir), results, f"python -m metarl train {config} {' '.join(over)}"
+
+
+def _continue(cfg: Any, run_dir: Path, iterations: int) -> dict[str, Any]:
+    """Resume `run_dir` under `cfg` up to `iterations` (its config.yaml rewritten to match)."""
+    cfg.train.iterations = iterations
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    return train(cfg, run_dir, progress=False, final_eval=False)
+
+
+def _learner_and_oracle(config: str, overrides: list[str]) -> dict[str, tuple[Any, Any, str]]:
+    """The learner and the oracle share phase 1 (iterations `1..phase2_start` are the same
+    computation in both modes, bit for bit: tested), so it is trained once: the oracle runs to
+    `phase2_start`, a copy of that run continues as the learner (phase 2), the original as
+    the oracle (phase 1 throughout). Same numbers as two runs, `phase2_start` fewer iterations."""
+    over = ["device=cpu", "train.eval_interval=0", *overrides]
+    cfg_l = load_config(config, [*over, "learner.mode=learner"])
+    cfg_o = load_config(config, [*over, "learner.mode=oracle"])
+    total, start = cfg_l.train.iterations, cfg_l.learner["phase2_start"]
+    oracle_dir = Path(tempfile.mkdtemp(prefix=f"bench_{config}_oracle_"))
+    first = _continue(cfg_o, oracle_dir, start)
+    learner_dir = Path(tempfile.mkdtemp(prefix=f"bench_{config}_learner_"))
+    shutil.copytree(oracle_dir, learner_dir, dirs_exist_ok=True)
+    out = {}
+    for name, cfg, run_dir in (("learner", cfg_l, learner_dir), ("oracle", cfg_o, oracle_dir)):
+        res = _continue(cfg, run_dir, total) if first["iterations"] == start else first
+        res = {**res, "train_seconds": first["train_seconds"] + res["train_seconds"]}
+        mode = f"learner.mode={cfg.learner['mode']}"
+        out[name] = (
+            load_run(run_dir),
+            res,
+            f"python -m metarl train {config} {' '.join(over)} {mode}",
+        )
+    return out
 
 
 def _steps(run: Any, iterations: int) -> int:
@@ -60,13 +96,15 @@ def task_inference_rows(
             budget.append("learner.horizon=50")
     per_seed: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for seed in args.seeds:
-        runs = {}
-        learner = _train(config, [f"seed={seed}", *budget, "learner.mode=learner"])
-        runs["task inference (history only)"] = learner
-        iters = learner[1]["iterations"]
+        both = _learner_and_oracle(config, [f"seed={seed}", *budget])
+        learner = both["learner"]
+        iters = both["oracle"][1]["iterations"]
         same = [f"seed={seed}", *budget, f"train.iterations={iters}"]
-        runs["blind (same PPO, no task)"] = _train(config, [*same, "learner.mode=blind"])
-        runs["oracle (task embedding)"] = _train(config, [*same, "learner.mode=oracle"])
+        runs = {
+            "task inference (history only)": learner,
+            "blind (same PPO, no task)": _train(config, [*same, "learner.mode=blind"]),
+            "oracle (task embedding)": both["oracle"],
+        }
         for split in splits:
             gen = make_generator(seed, f"bench/{split}")
             tasks = learner[0].distribution.sample(split, args.test_tasks, gen)

@@ -266,3 +266,13 @@ def test_running_norm_equals_the_statistics_of_all_rows_seen():
     assert torch.allclose(norm.m2 / (norm.count - 1), every.var(0))
     out = norm(every.float())
     assert torch.allclose(out.mean(0), torch.zeros(3, dtype=torch.float32), atol=1e-5)
+
+
+def test_learner_and_oracle_are_one_computation_through_phase_1():
+    # The benchmark trains phase 1 once for both rows: this is why that is the same numbers.
+    learner, oracle = _learner(phase2_start=3), _learner(mode="oracle")
+    _train(learner, 3), _train(oracle, 3)
+    a, b = learner.state_dict(), oracle.state_dict()
+    assert all(torch.equal(v, b["model"][k]) for k, v in a["model"].items())
+    assert torch.equal(a["generators"]["train"], b["generators"]["train"])
+    assert learner.phase == 2 and oracle.phase == 1
