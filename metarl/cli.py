@@ -83,6 +83,12 @@ def _report(results: dict, run_dir: Path) -> None:
             f"{c['split']} tasks (mean and 95% confidence interval):"
         )
         print(format_curve(c))
+    if "within_episode" in results:  # learners that adapt inside episode 1
+        w = results["within_episode"]
+        steps = w.get("window_steps", 1)
+        print(f"\nReturn per window of {steps} steps of episode 1 (the agent adapting inside it):")
+        for b, m, ci in zip(w["budgets"], w["mean"], w["ci95"], strict=True):
+            print(f"  steps {b * steps:>4}-{(b + 1) * steps - 1:<4} | {m:>10.4f} | +-{ci:.4f}")
     print(f"\nRun directory: {run_dir}  (config.yaml, checkpoints/, results.json, curves.png)")
     print(
         f"TensorBoard:   tensorboard --logdir {run_dir}   then open http://127.0.0.1:6006 "

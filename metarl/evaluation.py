@@ -72,6 +72,29 @@ def adaptation_curve(
     return curve
 
 
+def within_episode_curve(
+    learner: Any,
+    distribution: TaskDistribution[Any],
+    split: str,
+    num_tasks: int,
+    batch_tasks: int,
+    seed: int,
+    device: torch.device,
+) -> dict[str, Any]:
+    """`learner.within_episode_curve(tasks) -> [W, T]` (return per window of steps of episode
+    1, for learners that adapt inside it) on the same held-out tasks as `adaptation_curve`."""
+    gen = make_generator(seed, f"eval/{split}", device)
+    cols, done = [], 0
+    while done < num_tasks:
+        n = min(batch_tasks, num_tasks - done)
+        cols.append(learner.within_episode_curve(distribution.sample(split, n, gen)).cpu())
+        done += n
+    curve = summarize(torch.cat(cols, dim=1))
+    window = getattr(getattr(learner, "cfg", None), "window", 1)
+    curve.update(split=split, metric=learner.metric, budget_name="window", window_steps=window)
+    return curve
+
+
 def format_curve(curve: dict[str, Any]) -> str:
     """The curve as a plain-text table."""
     name, metric = curve["budget_name"], curve["metric"]

@@ -64,6 +64,7 @@ LEARNERS: dict[str, Any] = {
     "lstm_optimizer": "metarl.learned_optimizer:LSTMOptimizerConfig:build_lstm_optimizer",
     "rl2": "agents.rl2:RL2Config:build_rl2",
     "maml_rl": "agents.maml_rl:MAMLRLConfig:build_maml_rl",
+    "task_inference": "agents.task_inference:TaskInferenceConfig:build_task_inference",
 }
 
 
@@ -121,9 +122,14 @@ def _normalized(data: dict[str, Any], section: Any) -> dict[str, Any]:
 
 def validate(cfg: RunConfig) -> None:
     """Validate the task and learner sections against their components' dataclasses (types
-    and declared ranges), and store their parsed values back into `cfg`."""
+    and declared ranges), store their parsed values back into `cfg`, and run the learner
+    config's `check_run(cfg)` where it has one (checks that need the whole run config)."""
     cfg.task = _normalized(cfg.task, _section(cfg.task, DISTRIBUTIONS, "task")[0])
-    cfg.learner = _normalized(cfg.learner, _section(cfg.learner, LEARNERS, "learner")[0])
+    learner = _section(cfg.learner, LEARNERS, "learner")[0]
+    cfg.learner = _normalized(cfg.learner, learner)
+    check_run = getattr(learner, "check_run", None)
+    if callable(check_run):
+        check_run(cfg)
 
 
 def build_distribution(cfg: RunConfig, device: torch.device) -> TaskDistribution[Any]:

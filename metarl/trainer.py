@@ -43,7 +43,7 @@ from metarl.config import (
 )
 from metarl.contracts import Learner, TaskDistribution
 from metarl.errors import DataError, NonFiniteError, RunInterrupted, UsageError
-from metarl.evaluation import adaptation_curve, format_curve
+from metarl.evaluation import adaptation_curve, format_curve, within_episode_curve
 from metarl.logger import RunLogger, encode_gif, save_curve_png
 from metarl.resources import check_fits, choose_threads
 from metarl.rundir import owned_run_dir, read_results
@@ -440,6 +440,20 @@ def final_evaluation(
         "curve": curve,
         "headline": {"budget": b, "mean": curve["mean"][b], "ci95": curve["ci95"][b]},
     }
+    if hasattr(run.learner, "within_episode_curve"):  # learners that adapt inside episode 1
+        within = within_episode_curve(
+            run.learner,
+            run.distribution,
+            split or e.final_split,
+            num_tasks or e.final_num_tasks,
+            e.batch_tasks,
+            run.cfg.seed,
+            run.device,
+        )
+        results["within_episode"] = within
+        if logger is not None:  # the final split's rows, beside the final curve
+            values = {f"window_{i}": m for i, m in enumerate(within["mean"])}
+            logger.scalars("final", values, run.iteration)
     previous.update(extra or {})
     previous.update(results)
     atomic_write_text(path, json.dumps(previous, indent=2))

@@ -29,6 +29,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import _task_inference_bench as ti  # noqa: E402
+
 from agents import bandit_baselines as bb  # noqa: E402
 from metarl.registry import load_config  # noqa: E402
 from metarl.seeding import make_generator  # noqa: E402
@@ -591,6 +593,7 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
     "navigation_rl2": navigation_rl2_rows,
     "halfcheetah_slope_rl2": halfcheetah_slope_rl2_rows,
     "terrain_rl2": terrain_rl2_rows,
+    **ti.SECTIONS,  # the task-inference learner beside its blind and oracle policies
 }
 
 
@@ -682,6 +685,9 @@ def main(argv: list[str] | None = None) -> int:
         help="RL² bandits / tabular: evaluate every N meta-iterations during training and "
         "report time to 90%% of the paper and the total at 15 / 30 / 60 minutes",
     )
+    p.add_argument("--ti-iterations", type=int, default=None, help="task inference: iterations")
+    p.add_argument("--ti-phase2", type=int, default=None, help="task inference: phase2_start")
+    p.add_argument("--ti-config", default=None, help="task inference flagship: another config")
     p.add_argument("--out", default="results/metarl")
     args = p.parse_args(argv)
     if args.iterations is None:

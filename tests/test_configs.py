@@ -29,6 +29,7 @@ TINY_LEARNER = {
     "maml_rl": ["learner.episodes_per_task=2"],
     "reptile": ["learner.adapt_steps=1", "task.train_shots=2", "learner.eval_adapt_steps=2"],
     "lstm_optimizer": ["learner.optimizee_steps=4", "learner.unroll=2"],
+    "task_inference": ["learner.phase2_start=1", "learner.history_length=4"],  # both phases
 }
 MUJOCO_TASKS = {"slope", "terrain", "half_cheetah_vel", "half_cheetah_dir", "ant_dir", "ant_goal"}
 

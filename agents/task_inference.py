@@ -1,0 +1,535 @@
+"""Task inference with privileged training (Humplik et al. 2019; RMA, Kumar et al. 2021).
+
+Phase 1 (iterations `1..phase2_start`): a feed-forward policy `pi(a | obs, z)` and value
+`V(obs, z)` conditioned on a task embedding `z = encoder(task.features())` (slope angle,
+terrain profile, goal, arm probabilities: whatever the task batch holds), trained end to end
+with PPO (`agents.optim.ppo_loss`, GAE per episode) on the training tasks.
+
+Phase 2 (the iterations after): encoder and policy are frozen; an *adaptation module* -- a
+temporal convolution over the last `history_length` steps of (observation, previous action,
+previous reward, previous done) -- is regressed on `z` (MSE) from on-policy rollouts of the
+policy driven by the module's *own* predictions, so it learns on the states it will see.
+
+At evaluation only the history reaches the agent: the actor (`HistoryActor`) is given the
+step inputs of `agents.rollout.rollout` and nothing else; the task parameters are only used by
+the env. The history window lives across the episodes of a trial (it is zeroed at trial start,
+with a "valid" channel marking real steps), so budget = episodes of a trial, as for RL²:
+curve row b is the return of episode b + 1. It adapts *inside* episode 1, so the headline is
+budget 0 and `within_episode_curve` gives the return per window of `window` steps of
+episode 1 (`results.json` `within_episode`, TensorBoard `final/window_*`).
+
+`mode` makes the honest baselines from the same PPO, network and env steps:
+- `blind`: the policy sees no task (`z` has width 0): what one gets without meta-learning;
+- `oracle`: phase 1 for every iteration, evaluated with `z = encoder(task)` (task in obs);
+- `learner`: phase 1, then phase 2; evaluated from history only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import gymnasium
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from agents.advantages import ValueNormalizer, gae, normalize
+from agents.optim import ppo_loss
+from agents.policies import ValueMLP, check_head, make_mlp_policy, mlp
+from agents.rollout import (
+    ActorOutput,
+    BatchedEnv,
+    Trajectories,
+    check_meta_rl,
+    make_batched_env,
+    rollout,
+    sample_action,
+    task_features,
+)
+from agents.video import record_episodes, side_by_side
+from metarl.contracts import TaskBatchLike
+from metarl.errors import UsageError
+from metarl.seeding import make_generator, seeded
+
+
+@dataclass
+class TaskInferenceConfig:
+    mode: Literal["learner", "blind", "oracle"] = "learner"
+    """learner: phase 1 then phase 2, evaluated from history; blind: no task input; oracle:
+    phase 1 only, evaluated with the true task embedding (the baselines)."""
+    head: Literal["auto", "categorical", "gaussian"] = "auto"
+    """Action distribution; auto picks categorical for Discrete and Gaussian for Box actions."""
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    """Policy and value MLP hidden sizes (input: observation and z)."""
+    z_dim: int = 8
+    """Width of the task embedding z."""
+    encoder_hidden_sizes: list[int] = field(default_factory=lambda: [32])
+    """Hidden sizes of the task encoder (task parameters -> z)."""
+    history_length: int = 32
+    """k: steps of history the adaptation module sees (1 <= k <= horizon)."""
+    adapter_channels: int = 32
+    """Channels of the adaptation module's temporal convolutions."""
+    phase2_start: int = 100
+    """Iterations of phase 1; phase 2 runs from the next one (mode learner; < train.iterations)."""
+    adapter_lr: float = 1e-3
+    """Adam step size of the adaptation module (phase 2)."""
+    adapter_epochs: int = 4
+    """Passes over each phase-2 batch."""
+    episodes_per_trial: int = 1
+    """Episodes each env copy plays per iteration (the history lives across them)."""
+    envs_per_task: int = 1
+    """Env copies per training task."""
+    horizon: int | None = None
+    """Episode length (tensor tasks: their own; MuJoCo default 200)."""
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    outer_lr: float = 3e-4
+    """Adam step size of PPO (policy, value, encoder)."""
+    ppo_epochs: int = 10
+    minibatches: int = 8
+    """Minibatches of steps per PPO epoch."""
+    clip_eps: float = 0.2
+    value_coef: float = 0.5
+    entropy_coef: float = 0.0
+    max_grad_norm: float = 0.5
+    init_std: float = 1.0
+    """Gaussian head: initial standard deviation."""
+    normalize_obs: bool = True
+    """Standardise observations with running statistics (phase 1; frozen in phase 2)."""
+    normalize_values: bool = True
+    """Standardise value targets (`agents.advantages.ValueNormalizer`)."""
+    eval_deterministic: bool = True
+    """Evaluate with the policy's mode (the same for learner, blind and oracle)."""
+    eval_trials_per_task: int = 1
+    """Trials per held-out task in the adaptation curve (averaged)."""
+    window: int = 20
+    """Steps per window of the within-episode-1 return rows."""
+
+    def check_run(self, run: Any) -> None:
+        """Checks that need the whole run config (`metarl.registry.validate`)."""
+        if self.mode == "learner" and self.phase2_start >= run.train.iterations:
+            raise UsageError(
+                f"learner.phase2_start={self.phase2_start} must be below train.iterations="
+                f"{run.train.iterations}: phase 2 (the adaptation module) needs an iteration"
+            )
+
+
+class RunningNorm(nn.Module):
+    """Running mean / variance of observations `[..., D]` (float64 buffers, checkpointed)."""
+
+    count: Tensor  # buffers (registered below), typed for the checker
+    mean: Tensor
+    m2: Tensor
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("mean", torch.zeros(dim, dtype=torch.float64))
+        self.register_buffer("m2", torch.zeros(dim, dtype=torch.float64))
+
+    def update(self, x: Tensor) -> None:
+        """Fold rows `x [S, D]` in (Chan et al.'s parallel variance)."""
+        x = x.double()
+        n, mean = x.shape[0], x.mean(0)
+        if n == 0:
+            return
+        delta, total = mean - self.mean, self.count + n
+        self.m2 += ((x - mean) ** 2).sum(0) + delta**2 * self.count * n / total
+        self.mean += delta * n / total
+        self.count.copy_(total)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.count < 2:
+            return x
+        std = (self.m2 / (self.count - 1)).sqrt().clamp(min=1e-4)
+        return ((x - self.mean.to(x.dtype)) / std.to(x.dtype)).clamp(-10.0, 10.0)
+
+
+class AdaptationModule(nn.Module):
+    """History `[N, k, D]` -> z `[N, z_dim]`: a per-step linear embedding, two temporal
+    convolutions (kernel 5, same padding) along the k steps, then a linear read-out of all
+    k positions (as RMA's 1-D convolution over the recent states and actions)."""
+
+    def __init__(self, step_dim: int, k: int, channels: int, z_dim: int) -> None:
+        super().__init__()
+        self.embed = nn.Sequential(nn.Linear(step_dim, channels), nn.ReLU())
+        self.conv = nn.Sequential(
+            nn.Conv1d(channels, channels, 5, padding=2),
+            nn.ReLU(),
+            nn.Conv1d(channels, channels, 5, padding=2),
+            nn.ReLU(),
+        )
+        self.out = nn.Linear(channels * k, z_dim)
+
+    def forward(self, history: Tensor) -> Tensor:
+        h = self.embed(history).transpose(1, 2)  # [N, C, k]
+        return torch.tanh(self.out(self.conv(h).flatten(1)))
+
+
+class Agent(nn.Module):
+    """Everything the learner trains: policy, value, task encoder, adaptation module, norms."""
+
+    def __init__(self, cfg: TaskInferenceConfig, obs_space, act_space, task_dim: int) -> None:
+        super().__init__()
+        obs_dim = int(math.prod(obs_space.shape or ()))
+        self.discrete = isinstance(act_space, gymnasium.spaces.Discrete)
+        self.act_dim = int(act_space.n) if self.discrete else int(math.prod(act_space.shape))
+        z_dim = 0 if cfg.mode == "blind" else cfg.z_dim
+        self.z_dim, self.k = z_dim, cfg.history_length
+        wide = gymnasium.spaces.Box(-math.inf, math.inf, (obs_dim + z_dim,))
+        head = check_head(cfg.head, act_space)
+        kwargs = {"init_std": cfg.init_std} if head == "gaussian" else {}
+        self.policy = make_mlp_policy(wide, act_space, head, cfg.hidden_sizes, **kwargs)
+        self.value = ValueMLP(obs_dim + z_dim, cfg.hidden_sizes)
+        self.obs_norm = RunningNorm(obs_dim)
+        self.task_norm = RunningNorm(max(task_dim, 1))
+        self.encoder = mlp([max(task_dim, 1), *cfg.encoder_hidden_sizes, max(z_dim, 1)])
+        self.step_dim = obs_dim + self.act_dim + 3  # obs, prev action, reward, done, valid
+        self.adapter = AdaptationModule(self.step_dim, self.k, cfg.adapter_channels, max(z_dim, 1))
+
+    def embed(self, features: Tensor) -> Tensor:
+        """Task parameters `[T, P]` -> z `[T, z_dim]` (privileged: training and oracle only)."""
+        return torch.tanh(self.encoder(self.task_norm(features)))
+
+    def step_features(self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, prev_done):
+        """One history row per step `[..., step_dim]` from the rollout's inputs (raw obs)."""
+        if self.discrete:
+            a = nn.functional.one_hot(prev_action.clamp(min=0), self.act_dim).float()
+            a = a * (prev_action >= 0).unsqueeze(-1).float()
+        else:
+            a = prev_action.float().clamp(-10.0, 10.0)
+        extra = [prev_reward.clamp(-10.0, 10.0), prev_done, torch.ones_like(prev_reward)]
+        return torch.cat([self.obs_norm(obs), a, torch.stack(extra, -1)], -1)
+
+    def dist_value(self, obs: Tensor, z: Tensor | None) -> tuple[Any, Tensor]:
+        x = (
+            self.obs_norm(obs)
+            if z is None or self.z_dim == 0
+            else torch.cat([self.obs_norm(obs), z], -1)
+        )
+        return self.policy(x), self.value(x)
+
+
+class HistoryActor:
+    """The evaluation-time agent (and phase 2's): z from the last k steps of history only.
+
+    State: the window `[N, k, step_dim]`, zero (not valid) at the start of a trial."""
+
+    def __init__(self, agent: Agent, generator: torch.Generator | None, deterministic: bool):
+        self.agent, self.generator, self.deterministic = agent, generator, deterministic
+
+    def initial_state(self, num_envs: int) -> Tensor:
+        p = next(self.agent.parameters())
+        return torch.zeros(num_envs, self.agent.k, self.agent.step_dim, device=p.device)
+
+    @torch.no_grad()
+    def __call__(self, obs, prev_action, prev_reward, prev_done, state) -> ActorOutput:
+        row = self.agent.step_features(obs, prev_action, prev_reward, prev_done)
+        window = torch.cat([state[:, 1:], row[:, None]], 1)
+        dist, value = self.agent.dist_value(obs, self.agent.adapter(window))
+        action = sample_action(dist, self.generator, self.deterministic)
+        return ActorOutput(action, dist.log_prob(action), value, window)
+
+
+class TaskActor:
+    """Phase 1 and the oracle (z from the task rows `[N, z_dim]`), or blind (`z = None`)."""
+
+    def __init__(self, agent: Agent, z: Tensor | None, generator, deterministic: bool) -> None:
+        self.agent, self.z, self.generator, self.deterministic = agent, z, generator, deterministic
+
+    def initial_state(self, num_envs: int) -> None:
+        return None
+
+    @torch.no_grad()
+    def __call__(self, obs, prev_action, prev_reward, prev_done, state) -> ActorOutput:
+        dist, value = self.agent.dist_value(obs, self.z)
+        action = sample_action(dist, self.generator, self.deterministic)
+        return ActorOutput(action, dist.log_prob(action), value, None)
+
+
+def history_windows(agent: Agent, traj: Trajectories) -> tuple[Tensor, Tensor]:
+    """Every step's history window, as `HistoryActor` saw it: `[B, L, k, step_dim]` for the
+    trials `[B, L]` (`Trajectories.trials`, valid steps first), and their mask `[B, L]`."""
+    tb = traj.trials()
+    rows = agent.step_features(tb.obs, *tb.previous(agent.discrete))  # [B, L, D]
+    padded = torch.cat([rows.new_zeros(rows.shape[0], agent.k - 1, rows.shape[2]), rows], 1)
+    return padded.unfold(1, agent.k, 1).transpose(2, 3), tb.mask  # [B, L, k, D]
+
+
+def window_returns(traj: Trajectories, window: int) -> Tensor:
+    """Return per window of `window` steps of each trial's *first* episode, averaged over a
+    task's trials: `[ceil(H / window), T]` (row i sums steps `[i w, (i + 1) w)`)."""
+    first = traj.trial_starts[0]  # [E] (the same for every task)
+    r = (traj.rewards * traj.mask)[:, first]  # [T, trials, H]
+    h = r.shape[-1]
+    pad = (-h) % window
+    r = torch.cat([r, r.new_zeros(*r.shape[:2], pad)], -1)
+    return r.view(*r.shape[:2], -1, window).sum(-1).mean(1).T
+
+
+class TaskInference:
+    """The task-inference learner (module docstring); `mode` gives the blind / oracle rows."""
+
+    metric = "return"
+    higher_is_better = True
+    budget_name = "episodes"
+    headline_budget = 0
+
+    def __init__(self, cfg, distribution, agent: Agent, device, seed: int) -> None:
+        self.cfg, self.distribution, self.device = cfg, distribution, torch.device(device)
+        self.agent = agent.to(self.device)
+        a = self.agent
+        ppo_params = [*a.policy.parameters(), *a.value.parameters(), *a.encoder.parameters()]
+        self.optimizer = torch.optim.Adam(ppo_params, lr=cfg.outer_lr)
+        self.adapter_optimizer = torch.optim.Adam(a.adapter.parameters(), lr=cfg.adapter_lr)
+        self.train_generator = make_generator(seed, "task_inference/train", self.device)
+        self.eval_generator = make_generator(seed, "task_inference/eval", self.device)
+        self.value_norm = ValueNormalizer() if cfg.normalize_values else None
+        self.iteration = 0
+        self._envs: dict[tuple[int, int], BatchedEnv] = {}
+
+    @property
+    def phase(self) -> int:
+        """1 or 2: the phase of the *next* iteration."""
+        c = self.cfg
+        return 2 if c.mode == "learner" and self.iteration >= c.phase2_start else 1
+
+    def _env(self, num_tasks: int, copies: int) -> BatchedEnv:
+        if (num_tasks, copies) not in self._envs:
+            env = make_batched_env(
+                self.distribution, num_tasks, copies, self.device, self.cfg.horizon
+            )
+            self._envs[(num_tasks, copies)] = env
+        return self._envs[(num_tasks, copies)]
+
+    def _z(self, tasks: TaskBatchLike) -> Tensor | None:
+        """Privileged z `[T, z_dim]` (None when blind)."""
+        if self.agent.z_dim == 0:
+            return None
+        return self.agent.embed(task_features(tasks).to(self.device))
+
+    def actor(self, tasks: TaskBatchLike, copies: int, history: bool, gen, deterministic=False):
+        """History-driven (`history=True`: phase 2, the learner at evaluation) or task actor."""
+        if history:
+            return HistoryActor(self.agent, gen, deterministic)
+        z = self._z(tasks)
+        rows = None if z is None else z.detach().repeat_interleave(copies, 0)
+        return TaskActor(self.agent, rows, gen, deterministic)
+
+    def play(self, tasks, episodes, copies, gen, history, deterministic=False) -> Trajectories:
+        env = self._env(tasks.num_tasks, copies)
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen, device=gen.device))
+        return rollout(
+            env, tasks, self.actor(tasks, copies, history, gen, deterministic), episodes, seed
+        )
+
+    # -- phase 1: PPO on the task-conditioned policy ----------------------------------------
+    def _ppo(self, tasks: TaskBatchLike, traj: Trajectories) -> dict[str, float]:
+        c, a = self.cfg, self.agent
+        t, e, h = traj.rewards.shape
+        values = (
+            traj.values if self.value_norm is None else self.value_norm.denormalize(traj.values)
+        )
+        adv = gae(traj.rewards, values * traj.mask, traj.dones, c.gamma, c.gae_lambda, dim=2)
+        adv = adv * traj.mask
+        returns = adv + values * traj.mask
+        if self.value_norm is not None:
+            self.value_norm.update(returns, traj.mask)
+            returns = self.value_norm.normalize(returns)
+        valid = traj.mask.reshape(-1) > 0
+        task_of = torch.arange(t, device=self.device).view(t, 1, 1).expand(t, e, h).reshape(-1)
+        obs = traj.obs.reshape(t * e * h, -1)[valid]
+        act = traj.actions.reshape(t * e * h, *traj.actions.shape[3:])[valid]
+        old, task_of = traj.log_probs.reshape(-1)[valid], task_of[valid]
+        adv, returns = adv.reshape(-1)[valid], returns.reshape(-1)[valid]
+        adv = normalize(adv)
+        feats = task_features(tasks).to(self.device)
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        sums: dict[str, float] = {}
+        count, n = 0, obs.shape[0]
+        for _ in range(c.ppo_epochs):
+            perm = torch.randperm(
+                n, generator=self.train_generator, device=self.train_generator.device
+            )
+            for idx in perm.to(self.device).chunk(min(c.minibatches, n)):
+                z = None if a.z_dim == 0 else a.embed(feats)[task_of[idx]]
+                dist, v = a.dist_value(obs[idx], z)
+                terms = ppo_loss(
+                    dist.log_prob(act[idx]), old[idx], adv[idx], c.clip_eps,
+                    values=v, returns=returns[idx], entropy=dist.entropy(),
+                    value_coef=c.value_coef, entropy_coef=c.entropy_coef,
+                )  # fmt: skip
+                self.optimizer.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                if c.max_grad_norm > 0:
+                    terms["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
+                self.optimizer.step()
+                for k, val in terms.items():
+                    sums[k] = sums.get(k, 0.0) + float(val.detach())
+                count += 1
+        if c.normalize_obs:  # after the update, so it used the statistics the actor used
+            a.obs_norm.update(obs)
+        return {k: v / count for k, v in sums.items()}
+
+    # -- phase 2: regress the adaptation module on z ------------------------------------------
+    def _regress(self, tasks: TaskBatchLike, traj: Trajectories) -> dict[str, float]:
+        c, a = self.cfg, self.agent
+        with torch.no_grad():
+            target = a.embed(task_features(tasks).to(self.device))  # [T, z]
+        windows, mask = history_windows(a, traj)  # [B, L, k, D], [B, L]
+        b, length = mask.shape
+        target = target.repeat_interleave(b // tasks.num_tasks, 0)[:, None].expand(b, length, -1)
+        valid = mask.reshape(-1) > 0
+        x, y = windows.reshape(b * length, a.k, -1)[valid], target.reshape(b * length, -1)[valid]
+        losses = []
+        for _ in range(c.adapter_epochs):
+            perm = torch.randperm(
+                x.shape[0], generator=self.train_generator, device=self.train_generator.device
+            )
+            for idx in perm.to(self.device).chunk(min(c.minibatches, x.shape[0])):
+                loss = (a.adapter(x[idx]) - y[idx]).pow(2).sum(-1).mean()
+                self.adapter_optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.adapter_optimizer.step()
+                losses.append(float(loss.detach()))
+        return {"loss": sum(losses) / len(losses), "z_mse_first": losses[0], "z_mse": losses[-1]}
+
+    # -- learner contract -------------------------------------------------------------------
+    def meta_step(self, tasks: TaskBatchLike) -> dict[str, float]:
+        """Phase 1: a PPO update; phase 2: a regression of the adaptation module on z."""
+        c = self.cfg
+        phase = self.phase
+        traj = self.play(
+            tasks, c.episodes_per_trial, c.envs_per_task, self.train_generator, phase == 2
+        )
+        metrics = self._ppo(tasks, traj) if phase == 1 else self._regress(tasks, traj)
+        self.iteration += 1
+        metrics.update(
+            phase=float(phase),
+            episode_return=float(traj.episode_returns().mean()),
+            env_steps=float(traj.env_steps),
+        )
+        return metrics
+
+    def _evaluate_play(self, tasks: TaskBatchLike, episodes: int) -> Trajectories:
+        c = self.cfg
+        return self.play(
+            tasks, episodes, c.eval_trials_per_task, self.eval_generator,
+            c.mode == "learner", c.eval_deterministic,
+        )  # fmt: skip
+
+    def adapt(self, tasks: TaskBatchLike, budget: int) -> Trajectories:
+        """A trial of `budget + 1` episodes: `budget` of experience, then the evaluated one."""
+        if budget < 0:
+            raise UsageError(f"budget must be >= 0 episodes, got {budget}")
+        return self._evaluate_play(tasks, budget + 1)
+
+    def evaluate(self, adapted: Trajectories, tasks: TaskBatchLike) -> Tensor:
+        """Return of the trial's last episode per task `[T]`."""
+        return adapted.returns_by_episode_index()[:, -1]
+
+    def adaptation_curve(self, tasks: TaskBatchLike, max_budget: int) -> Tensor:
+        """`[max_budget + 1, T]`: row b = return of episode b + 1 of one trial."""
+        return self.adapt(tasks, max_budget).returns_by_episode_index().T
+
+    def within_episode_curve(self, tasks: TaskBatchLike) -> Tensor:
+        """Return per window of `window` steps of episode 1 `[W, T]` (evaluation actor)."""
+        return window_returns(self._evaluate_play(tasks, 1), self.cfg.window)
+
+    def record(self, tasks: TaskBatchLike, width: int = 160, height: int = 120) -> np.ndarray:
+        """Video `[F, H, 2W, 3]`: the first `window` steps of episode 1 on task 0 (left, before
+        the task is inferred) beside the rest of that episode (right, after), MuJoCo only."""
+        task, c = tasks.select(0), self.cfg
+        env = make_batched_env(self.distribution, 1, 1, self.device, c.horizon)
+        rng_state = self.eval_generator.get_state()
+        try:
+            actor = self.actor(
+                task, 1, c.mode == "learner", self.eval_generator, c.eval_deterministic
+            )
+            (clip,) = record_episodes(env, task, actor, 1, [0], 2, width, height)
+            split = min(max(c.window, c.history_length) // 2, len(clip) - 1)
+            return side_by_side([clip[:split], clip[split:]])
+        finally:
+            self.eval_generator.set_state(rng_state)
+            env.close()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.agent.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "adapter_optimizer": self.adapter_optimizer.state_dict(),
+            "generators": {
+                "train": self.train_generator.get_state(),
+                "eval": self.eval_generator.get_state(),
+            },
+            "value_norm": None if self.value_norm is None else self.value_norm.state_dict(),
+            "iteration": self.iteration,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        mine = self.agent.state_dict()
+        for key, value in state["model"].items():
+            if key in mine and mine[key].shape != value.shape:
+                raise UsageError(
+                    f"checkpoint tensor {key} has shape {tuple(value.shape)}, this config makes "
+                    f"{tuple(mine[key].shape)}: resume with the config the run was trained with"
+                )
+        self.agent.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.adapter_optimizer.load_state_dict(state["adapter_optimizer"])
+        self.train_generator.set_state(state["generators"]["train"])
+        self.eval_generator.set_state(state["generators"]["eval"])
+        if self.value_norm is not None and state.get("value_norm") is not None:
+            self.value_norm.load_state_dict(state["value_norm"])
+        self.iteration = int(state["iteration"])
+
+
+def check_config(cfg: TaskInferenceConfig, horizon: int) -> None:
+    """One-line `UsageError`s for settings that cannot work."""
+    ints = ["z_dim", "adapter_channels", "adapter_epochs", "episodes_per_trial", "envs_per_task"]
+    ints += ["ppo_epochs", "minibatches", "eval_trials_per_task", "window"]
+    for name in ints:
+        if getattr(cfg, name) < 1:
+            raise UsageError(f"learner.{name} must be >= 1, got {getattr(cfg, name)}")
+    if not 1 <= cfg.history_length <= horizon:
+        raise UsageError(
+            f"learner.history_length must lie in [1, {horizon}] (the episode horizon), "
+            f"got {cfg.history_length}"
+        )
+    if cfg.phase2_start < 0:
+        raise UsageError(f"learner.phase2_start must be >= 0 iterations, got {cfg.phase2_start}")
+    for name in ("gamma", "gae_lambda"):
+        if not 0.0 <= getattr(cfg, name) <= 1.0:
+            raise UsageError(f"learner.{name} must be in [0, 1], got {getattr(cfg, name)}")
+    if not 0.0 < cfg.clip_eps < 1.0:
+        raise UsageError(f"learner.clip_eps must be in (0, 1), got {cfg.clip_eps}")
+    if min(cfg.outer_lr, cfg.adapter_lr, cfg.init_std) <= 0:
+        raise UsageError("learner.outer_lr, adapter_lr and init_std must be > 0")
+
+
+def build_task_inference(cfg: TaskInferenceConfig, distribution: Any, device, seed: int):
+    check_meta_rl(distribution, "learner.kind task_inference")
+    probe = make_batched_env(distribution, 1, 1, "cpu", cfg.horizon)
+    obs_space, act_space, horizon = probe.observation_space, probe.action_space, probe.horizon
+    probe.close()
+    check_config(cfg, horizon)
+    # Task-feature statistics from a fixed draw of training tasks (no run randomness used).
+    probe_tasks = distribution.sample("train", 256, torch.Generator().manual_seed(0))
+    feats = task_features(probe_tasks).cpu()
+    task_dim = int(feats.shape[1])
+    if task_dim == 0 and cfg.mode != "blind":
+        raise UsageError(
+            f"task.kind {type(distribution).__name__} has no task parameters to encode "
+            "(its tasks' features() are empty); use learner.mode=blind or another family"
+        )
+    try:
+        check_head(cfg.head, act_space)
+    except UsageError as err:
+        raise UsageError(f"learner.head: {err}") from None
+    with seeded(seed, "model"):
+        agent = Agent(cfg, obs_space, act_space, task_dim)
+    if task_dim:
+        agent.task_norm.update(feats)
+    return TaskInference(cfg, distribution, agent, device, seed)
