@@ -15,7 +15,6 @@ concatenates `h` and `r` as the hidden state; we add them, which keeps the cell 
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -26,10 +25,10 @@ from torch import Tensor, nn
 from metarl.fewshot.backbones import conv4, embedding_dim
 from metarl.fewshot.episode import Episode
 from metarl.fewshot.metric import (
+    ScheduledAdam,
     check_budget,
     check_image_task,
     embed_together,
-    lr_schedule,
     shots_curve,
 )
 from metarl.seeding import seeded
@@ -103,7 +102,7 @@ class FullContext(nn.Module):
         return h
 
 
-class Matching:
+class Matching(ScheduledAdam):
     """Matching Networks learner; `budget` is shots per class."""
 
     budget_name = "shots"
@@ -171,37 +170,6 @@ class Matching:
         self.model.train()
         with torch.no_grad():
             return self.log_probs(support_x, support_y, query_x, ways).exp()
-
-    @functools.cached_property
-    def _optim(self) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.StepLR]:
-        """Adam and its schedule, built on first use: `metarl adapt` never trains and so skips
-        the optimiser's import cost (about a second of start-up)."""
-        opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.outer_lr)
-        return opt, lr_schedule(opt, self.cfg.lr_decay_every, self.cfg.lr_decay)
-
-    @property
-    def optimizer(self) -> torch.optim.Adam:
-        return self._optim[0]
-
-    @property
-    def scheduler(self) -> torch.optim.lr_scheduler.StepLR:
-        return self._optim[1]
-
-    def load_model(self, state: dict[str, Any]) -> None:
-        """Only the network of a checkpoint's learner state (for prediction)."""
-        self.model.load_state_dict(state["model"])
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
 
 
 def build_matching(

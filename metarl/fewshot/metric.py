@@ -8,6 +8,7 @@ budget 0 is chance.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -60,3 +61,51 @@ def lr_schedule(optimizer: torch.optim.Optimizer, every: int, factor: float):
     return torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=max(every, 1), gamma=factor if every else 1.0
     )
+
+
+class ScheduledAdam:
+    """What every metric learner's training state is: Adam on `self.model` with the
+    `lr_schedule` of `self.cfg` (outer_lr, lr_decay_every, lr_decay), built on first use so
+    `metarl adapt` never pays the optimiser's import (about a second of start-up), and one
+    checkpoint layout (`model`, `optimizer`, `scheduler`, `generators` from `_generators()`)."""
+
+    model: Any  # an nn.Module (a ModuleDict in Matching and Relation)
+    cfg: Any
+
+    def _generators(self) -> dict[str, torch.Generator]:
+        """The learner's own generators, checkpointed by name (none by default)."""
+        return {}
+
+    @functools.cached_property
+    def _optim(self) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.StepLR]:
+        opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.outer_lr)
+        return opt, lr_schedule(opt, self.cfg.lr_decay_every, self.cfg.lr_decay)
+
+    @property
+    def optimizer(self) -> torch.optim.Adam:
+        return self._optim[0]
+
+    @property
+    def scheduler(self) -> torch.optim.lr_scheduler.StepLR:
+        return self._optim[1]
+
+    def load_model(self, state: dict[str, Any]) -> None:
+        """Only the network of a checkpoint's learner state (for prediction)."""
+        self.model.load_state_dict(state["model"])
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+        }
+        if self._generators():
+            state["generators"] = {k: g.get_state() for k, g in self._generators().items()}
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        for k, g in self._generators().items():
+            g.set_state(state["generators"][k])

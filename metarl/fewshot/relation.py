@@ -16,7 +16,6 @@ by the mean squared error between the scores and the one-hot match (1 for the qu
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +24,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metarl.fewshot.episode import Episode
-from metarl.fewshot.metric import check_budget, check_image_task, lr_schedule, shots_curve
+from metarl.fewshot.metric import (
+    ScheduledAdam,
+    check_budget,
+    check_image_task,
+    shots_curve,
+)
 from metarl.seeding import seeded
 
 
@@ -87,7 +91,7 @@ def class_maps(support: Tensor, labels: Tensor, ways: int) -> Tensor:
     return mean.view(ways, *support.shape[1:])
 
 
-class Relation:
+class Relation(ScheduledAdam):
     """Relation Networks learner; `budget` is shots per class."""
 
     budget_name = "shots"
@@ -159,37 +163,6 @@ class Relation:
         with torch.no_grad():
             s = self.scores(support_x, support_y, query_x, ways)
         return s / s.sum(-1, keepdim=True).clamp_min(1e-12)
-
-    @functools.cached_property
-    def _optim(self) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.StepLR]:
-        """Adam and its schedule, built on first use: `metarl adapt` never trains and so skips
-        the optimiser's import cost (about a second of start-up)."""
-        opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.outer_lr)
-        return opt, lr_schedule(opt, self.cfg.lr_decay_every, self.cfg.lr_decay)
-
-    @property
-    def optimizer(self) -> torch.optim.Adam:
-        return self._optim[0]
-
-    @property
-    def scheduler(self) -> torch.optim.lr_scheduler.StepLR:
-        return self._optim[1]
-
-    def load_model(self, state: dict[str, Any]) -> None:
-        """Only the network of a checkpoint's learner state (for prediction)."""
-        self.model.load_state_dict(state["model"])
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
 
 
 def build_relation(

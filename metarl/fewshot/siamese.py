@@ -18,7 +18,6 @@ Siamese networks for their table), not Koch's 105x105 network with 4096 sigmoid 
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -30,10 +29,10 @@ from torch import Tensor, nn
 from metarl.fewshot.backbones import conv4, embedding_dim
 from metarl.fewshot.episode import Episode
 from metarl.fewshot.metric import (
+    ScheduledAdam,
     check_budget,
     check_image_task,
     embed_together,
-    lr_schedule,
     shots_curve,
 )
 from metarl.seeding import make_generator, seeded
@@ -118,7 +117,7 @@ def random_affine(x: Tensor, cfg: SiameseConfig, generator: torch.Generator) -> 
     return F.grid_sample(x, grid, align_corners=False)
 
 
-class Siamese:
+class Siamese(ScheduledAdam):
     """Siamese network learner; `budget` is shots per class."""
 
     budget_name = "shots"
@@ -199,38 +198,8 @@ class Siamese:
         with torch.no_grad():
             return torch.softmax(self.class_scores(support_x, support_y, query_x, ways), -1)
 
-    @functools.cached_property
-    def _optim(self) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.StepLR]:
-        """Adam and its schedule, built on first use: `metarl adapt` never trains and so skips
-        the optimiser's import cost (about a second of start-up)."""
-        opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.outer_lr)
-        return opt, lr_schedule(opt, self.cfg.lr_decay_every, self.cfg.lr_decay)
-
-    @property
-    def optimizer(self) -> torch.optim.Adam:
-        return self._optim[0]
-
-    @property
-    def scheduler(self) -> torch.optim.lr_scheduler.StepLR:
-        return self._optim[1]
-
-    def load_model(self, state: dict[str, Any]) -> None:
-        """Only the network of a checkpoint's learner state (for prediction)."""
-        self.model.load_state_dict(state["model"])
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "generators": {"train": self.train_generator.get_state()},
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.train_generator.set_state(state["generators"]["train"])
+    def _generators(self) -> dict[str, torch.Generator]:
+        return {"train": self.train_generator}
 
 
 def build_siamese(
