@@ -25,11 +25,9 @@ from torch import Tensor, nn
 from metarl.fewshot.backbones import conv4, embedding_dim
 from metarl.fewshot.episode import Episode
 from metarl.fewshot.metric import (
-    ScheduledAdam,
-    check_budget,
+    MetricLearner,
     check_image_task,
     embed_together,
-    shots_curve,
 )
 from metarl.seeding import seeded
 
@@ -102,7 +100,7 @@ class FullContext(nn.Module):
         return h
 
 
-class Matching(ScheduledAdam):
+class Matching(MetricLearner):
     """Matching Networks learner; `budget` is shots per class."""
 
     budget_name = "shots"
@@ -131,39 +129,9 @@ class Matching(ScheduledAdam):
             tasks.support_x[t, :n], tasks.support_y[t, :n], tasks.query_x[t], tasks.ways
         )
 
-    def meta_step(self, tasks: Episode) -> dict[str, float]:
-        self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        n = tasks.num_tasks
-        loss_sum, acc_sum = 0.0, 0.0
-        for t in range(n):
-            logp = self._task(tasks, t, tasks.shots)
-            loss = F.nll_loss(logp, tasks.query_y[t])
-            (loss / n).backward()
-            loss_sum += loss.item()
-            acc_sum += (logp.argmax(-1) == tasks.query_y[t]).float().mean().item()
-        self.optimizer.step()
-        self.scheduler.step()
-        return {
-            "loss": loss_sum / n,
-            "accuracy": acc_sum / n,
-            "lr": float(self.scheduler.get_last_lr()[0]),
-        }
-
-    def adapt(self, tasks: Episode, budget: int) -> Tensor:
-        """Query log-probabilities `[T, Q*N, N]` given the first `budget` shots."""
-        check_budget(tasks, budget)
-        with torch.no_grad():
-            if budget == 0:
-                return torch.zeros(*tasks.query_y.shape, tasks.ways, device=tasks.query_x.device)
-            return torch.stack([self._task(tasks, t, budget) for t in range(tasks.num_tasks)])
-
-    def evaluate(self, adapted: Tensor, tasks: Episode) -> Tensor:
-        return (adapted.argmax(-1) == tasks.query_y).float().mean(-1)
-
-    def adaptation_curve(self, tasks: Episode, max_budget: int) -> Tensor:
-        self.model.train()  # per-task batch statistics, as in training (no running stats exist)
-        return shots_curve(tasks, max_budget, lambda t, k: self._task(tasks, t, k))
+    def _task_loss(self, tasks: Episode, t: int) -> tuple[Tensor, Tensor]:
+        logp = self._task(tasks, t, tasks.shots)
+        return F.nll_loss(logp, tasks.query_y[t]), logp
 
     def predict(self, support_x: Tensor, support_y: Tensor, query_x: Tensor, ways: int) -> Tensor:
         """Class probabilities `[Q, ways]` for queries given a labelled support (`metarl adapt`)."""

@@ -63,18 +63,66 @@ def lr_schedule(optimizer: torch.optim.Optimizer, every: int, factor: float):
     )
 
 
-class ScheduledAdam:
-    """What every metric learner's training state is: Adam on `self.model` with the
-    `lr_schedule` of `self.cfg` (outer_lr, lr_decay_every, lr_decay), built on first use so
-    `metarl adapt` never pays the optimiser's import (about a second of start-up), and one
-    checkpoint layout (`model`, `optimizer`, `scheduler`, `generators` from `_generators()`)."""
+class MetricLearner:
+    """What the metric learners share, given `self.model`, `self.cfg` and
+    `_task(tasks, t, k) -> [Q, N]` (task t's query scores from its first k shots per class):
+
+    - the curve over shots (`adapt`, `evaluate`, `adaptation_curve`; 0 shots is chance);
+    - `meta_step` over the tasks of a meta-batch, given `_task_loss(tasks, t) -> (loss,
+      scores)` (Siamese networks train on pairs and write their own);
+    - Adam on `self.model` with the `lr_schedule` of `self.cfg` (outer_lr, lr_decay_every,
+      lr_decay), built on first use so `metarl adapt` never pays the optimiser's import
+      (about a second of start-up), and one checkpoint layout (`model`, `optimizer`,
+      `scheduler`, `generators` from `_generators()`).
+    """
+
+    budget_name = "shots"
 
     model: Any  # an nn.Module (a ModuleDict in Matching and Relation)
     cfg: Any
 
+    def _task(self, tasks: Episode, t: int, k: int) -> Tensor:
+        raise NotImplementedError
+
+    def _task_loss(self, tasks: Episode, t: int) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
     def _generators(self) -> dict[str, torch.Generator]:
         """The learner's own generators, checkpointed by name (none by default)."""
         return {}
+
+    def meta_step(self, tasks: Episode) -> dict[str, float]:
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        n = tasks.num_tasks
+        loss_sum, acc_sum = 0.0, 0.0
+        for t in range(n):
+            loss, scores = self._task_loss(tasks, t)
+            (loss / n).backward()
+            loss_sum += loss.item()
+            acc_sum += (scores.argmax(-1) == tasks.query_y[t]).float().mean().item()
+        self.optimizer.step()
+        self.scheduler.step()
+        return {
+            "loss": loss_sum / n,
+            "accuracy": acc_sum / n,
+            "lr": float(self.scheduler.get_last_lr()[0]),
+        }
+
+    def adapt(self, tasks: Episode, budget: int) -> Tensor:
+        """Query class scores `[T, Q*N, N]` from the first `budget` shots (0 shots: all equal)."""
+        check_budget(tasks, budget)
+        with torch.no_grad():
+            if budget == 0:
+                return torch.zeros(*tasks.query_y.shape, tasks.ways, device=tasks.query_x.device)
+            return torch.stack([self._task(tasks, t, budget) for t in range(tasks.num_tasks)])
+
+    def evaluate(self, adapted: Tensor, tasks: Episode) -> Tensor:
+        return (adapted.argmax(-1) == tasks.query_y).float().mean(-1)
+
+    def adaptation_curve(self, tasks: Episode, max_budget: int) -> Tensor:
+        self.model.train()  # per-task batch statistics, as in training (no running stats exist)
+        return shots_curve(tasks, max_budget, lambda t, k: self._task(tasks, t, k))
 
     @functools.cached_property
     def _optim(self) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.StepLR]:

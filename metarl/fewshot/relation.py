@@ -25,10 +25,8 @@ from torch import Tensor, nn
 
 from metarl.fewshot.episode import Episode
 from metarl.fewshot.metric import (
-    ScheduledAdam,
-    check_budget,
+    MetricLearner,
     check_image_task,
-    shots_curve,
 )
 from metarl.seeding import seeded
 
@@ -91,7 +89,7 @@ def class_maps(support: Tensor, labels: Tensor, ways: int) -> Tensor:
     return mean.view(ways, *support.shape[1:])
 
 
-class Relation(ScheduledAdam):
+class Relation(MetricLearner):
     """Relation Networks learner; `budget` is shots per class."""
 
     budget_name = "shots"
@@ -122,40 +120,10 @@ class Relation(ScheduledAdam):
             tasks.support_x[t, :n], tasks.support_y[t, :n], tasks.query_x[t], tasks.ways
         )
 
-    def meta_step(self, tasks: Episode) -> dict[str, float]:
-        self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        n = tasks.num_tasks
-        loss_sum, acc_sum = 0.0, 0.0
-        for t in range(n):
-            scores = self._task(tasks, t, tasks.shots)
-            target = F.one_hot(tasks.query_y[t], tasks.ways).to(scores.dtype)
-            loss = F.mse_loss(scores, target)
-            (loss / n).backward()
-            loss_sum += loss.item()
-            acc_sum += (scores.argmax(-1) == tasks.query_y[t]).float().mean().item()
-        self.optimizer.step()
-        self.scheduler.step()
-        return {
-            "loss": loss_sum / n,
-            "accuracy": acc_sum / n,
-            "lr": float(self.scheduler.get_last_lr()[0]),
-        }
-
-    def adapt(self, tasks: Episode, budget: int) -> Tensor:
-        """Relation scores `[T, Q*N, N]` from the first `budget` shots (0 shots: all equal)."""
-        check_budget(tasks, budget)
-        with torch.no_grad():
-            if budget == 0:
-                return torch.zeros(*tasks.query_y.shape, tasks.ways, device=tasks.query_x.device)
-            return torch.stack([self._task(tasks, t, budget) for t in range(tasks.num_tasks)])
-
-    def evaluate(self, adapted: Tensor, tasks: Episode) -> Tensor:
-        return (adapted.argmax(-1) == tasks.query_y).float().mean(-1)
-
-    def adaptation_curve(self, tasks: Episode, max_budget: int) -> Tensor:
-        self.model.train()  # per-task batch statistics, as in training
-        return shots_curve(tasks, max_budget, lambda t, k: self._task(tasks, t, k))
+    def _task_loss(self, tasks: Episode, t: int) -> tuple[Tensor, Tensor]:
+        scores = self._task(tasks, t, tasks.shots)
+        target = F.one_hot(tasks.query_y[t], tasks.ways).to(scores.dtype)
+        return F.mse_loss(scores, target), scores
 
     def predict(self, support_x: Tensor, support_y: Tensor, query_x: Tensor, ways: int) -> Tensor:
         """`[Q, ways]`: the relation scores normalised to sum to one over the classes."""

@@ -29,11 +29,9 @@ from torch import Tensor, nn
 from metarl.fewshot.backbones import conv4, embedding_dim
 from metarl.fewshot.episode import Episode
 from metarl.fewshot.metric import (
-    ScheduledAdam,
-    check_budget,
+    MetricLearner,
     check_image_task,
     embed_together,
-    shots_curve,
 )
 from metarl.seeding import make_generator, seeded
 
@@ -117,7 +115,7 @@ def random_affine(x: Tensor, cfg: SiameseConfig, generator: torch.Generator) -> 
     return F.grid_sample(x, grid, align_corners=False)
 
 
-class Siamese(ScheduledAdam):
+class Siamese(MetricLearner):
     """Siamese network learner; `budget` is shots per class."""
 
     budget_name = "shots"
@@ -176,21 +174,6 @@ class Siamese(ScheduledAdam):
             "accuracy": acc_sum / n,
             "lr": float(self.scheduler.get_last_lr()[0]),
         }
-
-    def adapt(self, tasks: Episode, budget: int) -> Tensor:
-        """Class scores `[T, Q*N, N]` from the first `budget` shots (0 shots: all equal)."""
-        check_budget(tasks, budget)
-        with torch.no_grad():
-            if budget == 0:
-                return torch.zeros(*tasks.query_y.shape, tasks.ways, device=tasks.query_x.device)
-            return torch.stack([self._task(tasks, t, budget) for t in range(tasks.num_tasks)])
-
-    def evaluate(self, adapted: Tensor, tasks: Episode) -> Tensor:
-        return (adapted.argmax(-1) == tasks.query_y).float().mean(-1)
-
-    def adaptation_curve(self, tasks: Episode, max_budget: int) -> Tensor:
-        self.model.train()  # per-task batch statistics, as in training
-        return shots_curve(tasks, max_budget, lambda t, k: self._task(tasks, t, k))
 
     def predict(self, support_x: Tensor, support_y: Tensor, query_x: Tensor, ways: int) -> Tensor:
         """`[Q, ways]`: softmax over the classes of the rule's per-class log-odds."""
