@@ -28,6 +28,7 @@ import gymnasium
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling helper modules
 
 import _task_inference_bench as ti  # noqa: E402
 
