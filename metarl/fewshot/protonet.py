@@ -10,7 +10,6 @@ Batch norm normalises each task's support and query together with that task's ow
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -22,6 +21,7 @@ from metarl.config import PositiveFloat, PositiveInt, Range
 from metarl.errors import UsageError
 from metarl.fewshot.backbones import conv4
 from metarl.fewshot.episode import Episode
+from metarl.fewshot.metric import MetricLearner
 from metarl.seeding import seeded
 
 
@@ -48,46 +48,32 @@ def proto_logits(query: Tensor, protos: Tensor) -> Tensor:
     return -torch.cdist(query, protos).pow(2)
 
 
-class ProtoNet:
+class ProtoNet(MetricLearner):
     """Prototypical Networks learner; `budget` is shots per class."""
 
     budget_name = "shots"
 
     def __init__(self, cfg: ProtoNetConfig, encoder: nn.Module, device: torch.device):
-        self.cfg, self.encoder = cfg, encoder.to(device)
+        self.cfg, self.model = cfg, encoder.to(device)  # the conv-4 embedding
         self.metric, self.higher_is_better = "accuracy", True
         self.headline_budget = 1
 
     def _embed(self, tasks: Episode, t: int) -> tuple[Tensor, Tensor]:
         """Support `[K*N, D]` and query `[Q*N, D]` embeddings of task t, normalised together."""
         x = torch.cat([tasks.support_x[t], tasks.query_x[t]])
-        z = self.encoder(x)
+        z = self.model(x)
         return z[: tasks.support_x.shape[1]], z[tasks.support_x.shape[1] :]
 
-    def _logits(self, tasks: Episode, t: int, shots: int) -> Tensor:
+    def _task(self, tasks: Episode, t: int, k: int) -> Tensor:
+        """Task t's query logits `[Q*N, N]` from prototypes of its first k shots per class."""
         support, query = self._embed(tasks, t)
-        n = shots * tasks.ways  # shot-major support: the first n items hold `shots` per class
+        n = k * tasks.ways  # shot-major support: the first n items hold `shots` per class
         protos = prototypes(support[:n], tasks.support_y[t, :n], tasks.ways)
         return proto_logits(query, protos)
 
-    def meta_step(self, tasks: Episode) -> dict[str, float]:
-        self.encoder.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        n = tasks.num_tasks
-        loss_sum, acc_sum = 0.0, 0.0
-        for t in range(n):
-            logits = self._logits(tasks, t, tasks.shots)
-            loss = F.cross_entropy(logits, tasks.query_y[t])
-            (loss / n).backward()
-            loss_sum += loss.item()
-            acc_sum += (logits.argmax(-1) == tasks.query_y[t]).float().mean().item()
-        self.optimizer.step()
-        self.scheduler.step()
-        return {
-            "loss": loss_sum / n,
-            "accuracy": acc_sum / n,
-            "lr": float(self.scheduler.get_last_lr()[0]),
-        }
+    def _task_loss(self, tasks: Episode, t: int) -> tuple[Tensor, Tensor]:
+        logits = self._task(tasks, t, tasks.shots)
+        return F.cross_entropy(logits, tasks.query_y[t]), logits
 
     def adapt(self, tasks: Episode, budget: int) -> Tensor:
         """Query logits `[T, Q*N, N]` from prototypes of the first `budget` shots."""
@@ -96,17 +82,14 @@ class ProtoNet:
         with torch.no_grad():
             if budget == 0:
                 return torch.zeros(*tasks.query_y.shape, tasks.ways, device=tasks.query_x.device)
-            return torch.stack([self._logits(tasks, t, budget) for t in range(tasks.num_tasks)])
-
-    def evaluate(self, adapted: Tensor, tasks: Episode) -> Tensor:
-        return (adapted.argmax(-1) == tasks.query_y).float().mean(-1)
+            return torch.stack([self._task(tasks, t, budget) for t in range(tasks.num_tasks)])
 
     def adaptation_curve(self, tasks: Episode, max_budget: int) -> Tensor:
         """Accuracy with 0..min(max_budget, shots) shots per class: `[B + 1, T]`.
 
         Each task is embedded once; the prototypes of every budget come from that embedding.
         """
-        self.encoder.eval()
+        self.model.eval()
         budgets = min(max_budget, tasks.shots)
         rows = torch.empty(budgets + 1, tasks.num_tasks, device=tasks.query_x.device)
         rows[0] = 1.0 / tasks.ways  # no shots: every class equally likely
@@ -124,44 +107,11 @@ class ProtoNet:
     def predict(self, support_x: Tensor, support_y: Tensor, query_x: Tensor, ways: int) -> Tensor:
         """Class probabilities `[Q, ways]` (softmax of the logits) given a labelled support
         `[S, C, H, W]`, `[S]` (any number of shots per class); `metarl adapt` calls it."""
-        self.encoder.eval()
+        self.model.eval()
         with torch.no_grad():
-            z = self.encoder(torch.cat([support_x, query_x]))
+            z = self.model(torch.cat([support_x, query_x]))
             protos = prototypes(z[: len(support_x)], support_y, ways)
             return torch.softmax(proto_logits(z[len(support_x) :], protos), -1)
-
-    @functools.cached_property
-    def _optim(self) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.StepLR]:
-        """Adam and its schedule, built on first use: `metarl adapt` never trains and so skips
-        the optimiser's import cost (about a second of start-up)."""
-        opt = torch.optim.Adam(self.encoder.parameters(), lr=self.cfg.outer_lr)
-        return opt, torch.optim.lr_scheduler.StepLR(
-            opt, step_size=self.cfg.lr_decay_every, gamma=self.cfg.lr_decay
-        )
-
-    @property
-    def optimizer(self) -> torch.optim.Adam:
-        return self._optim[0]
-
-    @property
-    def scheduler(self) -> torch.optim.lr_scheduler.StepLR:
-        return self._optim[1]
-
-    def load_model(self, state: dict[str, Any]) -> None:
-        """Only the network of a checkpoint's learner state (for prediction)."""
-        self.encoder.load_state_dict(state["model"])
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.encoder.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.encoder.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
 
 
 def build_protonet(
