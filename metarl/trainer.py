@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ from metarl.config import (
 from metarl.contracts import Learner, TaskDistribution
 from metarl.errors import DataError, NonFiniteError, RunInterrupted, UsageError
 from metarl.evaluation import adaptation_curve, format_curve, within_episode_curve
-from metarl.logger import RunLogger, encode_gif, save_curve_png
+from metarl.logger import BY_BUDGET, RunLogger, encode_gif, save_curve_png
 from metarl.resources import check_fits, choose_threads
 from metarl.rundir import owned_run_dir, read_results
 from metarl.seeding import make_generator
@@ -285,6 +286,7 @@ def train(
         else:  # a run that never checkpointed: its charts would overlap the new ones
             for old in run_dir.glob("events.out.tfevents.*"):
                 old.unlink()
+            shutil.rmtree(run_dir / BY_BUDGET, ignore_errors=True)
         t, e = cfg.train, cfg.eval
         check_fits(
             run.learner,

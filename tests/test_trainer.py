@@ -147,6 +147,17 @@ def test_tensorboard_event_files_hold_the_adaptation_curve(tmp_path):
     assert [f[0].value for f in finals] == pytest.approx(results["curve"]["mean"], rel=1e-6)
     # both kept: the last val point (other tasks) is not overwritten by the test curve
     assert acc.Scalars(budgets[0])[-1].value != pytest.approx(finals[0][0].value)
+    # one writer (a TensorBoard run, hence one colour) per budget, all on one chart tag
+    runs = sorted(p.name for p in (tmp_path / "by_budget").iterdir())
+    assert runs == [f"steps_{b:02d}" for b in range(4)]
+    for b, run in enumerate(runs):
+        sub = EventAccumulator(str(tmp_path / "by_budget" / run), size_guidance={"scalars": 0})
+        sub.Reload()
+        assert set(sub.Tags()["scalars"]) == {"adapt/mse_by_steps", "final/mse_by_steps"}
+        assert [e.value for e in sub.Scalars("adapt/mse_by_steps")] == [
+            e.value for e in acc.Scalars(budgets[b])
+        ]
+        assert sub.Scalars("final/mse_by_steps")[0].value == finals[b][0].value
 
 
 def test_non_finite_loss_stops_with_exit_1_and_keeps_the_last_good_checkpoint(
