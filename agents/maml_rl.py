@@ -552,6 +552,22 @@ class MAMLRL:
             self.eval_generator.set_state(rng_state)
             env.close()
 
+    def bytes_per_task(self, probe: TaskBatchLike) -> int:
+        """Memory one task of a meta-batch needs (the up-front check of `metarl.resources`): the
+        pre- and post-adaptation rollouts (`adapt_steps + 1` of `episodes_per_task` episodes),
+        each with the policy's activations (2 numbers per hidden unit and step) that the outer
+        loss differentiates through."""
+        from agents.rollout import trajectory_bytes
+        from metarl.resources import tensor_bytes
+
+        c = self.cfg
+        horizon = c.horizon or self.distribution.horizon
+        rollouts = max(c.adapt_steps, c.eval_adapt_steps) + 1
+        per_rollout = trajectory_bytes(
+            self.distribution, c.episodes_per_task, horizon, 2 * sum(c.hidden_sizes)
+        )
+        return tensor_bytes(probe) + rollouts * per_rollout
+
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
             "model": self.policy.state_dict(),

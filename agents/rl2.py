@@ -275,6 +275,20 @@ class RL2:
             self.eval_generator.set_state(rng_state)
             env.close()
 
+    def bytes_per_task(self, probe: TaskBatchLike) -> int:
+        """Memory one task of a meta-batch needs (the up-front check of `metarl.resources`): its
+        trials' trajectories, plus about 6 numbers per hidden unit and step that PPO's backward
+        through the recurrent core keeps (gates, candidate and state)."""
+        from agents.rollout import trajectory_bytes
+        from metarl.resources import tensor_bytes
+
+        c = self.cfg
+        steps = c.episodes_per_trial * (c.horizon or self.distribution.horizon)
+        copies = max(c.trials_per_task, c.eval_trials_per_task)
+        return tensor_bytes(probe) + trajectory_bytes(
+            self.distribution, copies, steps, 6 * c.hidden_size
+        )
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "model": self.policy.state_dict(),

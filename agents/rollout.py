@@ -133,6 +133,18 @@ class BatchedEnv:
         self.env.close()
 
 
+def trajectory_bytes(
+    distribution: MetaRLDistribution[Any], copies: int, steps: int, activations_per_step: int = 0
+) -> int:
+    """Bytes one task's rollout keeps: `copies` env copies for `steps` steps of observations,
+    actions and 8 per-step numbers (reward, done, value, log-prob, advantage, return, masks),
+    plus `activations_per_step` numbers per copy and step that the outer loss's autograd graph
+    keeps; all float32. An estimate for the memory check (`metarl.resources.check_fits`)."""
+    obs = math.prod(distribution.observation_space.shape or (1,))
+    act = math.prod(distribution.action_space.shape or (1,))  # Discrete: one number
+    return copies * steps * (obs + act + 8 + activations_per_step) * 4
+
+
 def make_batched_env(
     distribution: MetaRLDistribution[Any],
     num_tasks: int,

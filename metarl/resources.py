@@ -1,10 +1,12 @@
 """What a run asks of the machine: memory checked up front, and CPU threads.
 
-Memory: the tensors of one sampled task, times the tasks drawn at once, are a lower bound on
-what a meta-batch (`train.num_tasks`) or an evaluation batch (`eval.batch_tasks`) holds;
-activations and gradients come on top. When that bound alone exceeds the memory available, the
-run cannot fit and stops before its first step with one line, instead of an allocator's
-traceback minutes later. A learner may give a closer estimate with `bytes_per_task(split)`.
+Memory: what one task of a meta-batch holds, times the tasks drawn at once, is checked against
+the memory available before the first step, so a run that cannot fit stops with one line instead
+of an allocator's traceback minutes later. By default a task holds its own tensors (a lower
+bound); a learner whose memory grows with the batch in other ways gives a closer estimate with
+`bytes_per_task(probe)` for a one-task batch `probe`: MAML in `vmap` mode (the autograd graph of
+every task at once, measured with `saved_bytes`), RL² and MAML-RL (the trajectories of every
+task and the activations their outer loss keeps, `agents.rollout.trajectory_bytes`).
 
 Threads: the per-operation work of a small model is too little to split, and torch's
 intra-op threads then only wait on each other: with one other busy process on a 2-core
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,21 @@ def tensor_bytes(obj: Any) -> int:
     if isinstance(obj, (list, tuple)):
         return sum(tensor_bytes(v) for v in obj)
     return 0
+
+
+def saved_bytes(fn: Callable[[], Any]) -> int:
+    """Bytes of the tensors autograd saves for the backward pass while `fn()` runs: what a
+    graph kept alive until its backward costs (each storage counted once, by its full size)."""
+    sizes: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        sizes[storage.data_ptr()] = max(sizes.get(storage.data_ptr(), 0), storage.nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(sizes.values())
 
 
 def available_bytes(device: torch.device) -> int | None:
@@ -75,25 +93,23 @@ def check_fits(
     seed: int,
     device: torch.device,
 ) -> None:
-    """For each (setting, split, tasks at once), raise UsageError when the tasks' tensors alone
-    (or the learner's own `bytes_per_task`) exceed the free memory of `device`."""
+    """For each (setting, split, tasks at once), raise UsageError when that many tasks need more
+    than the free memory of `device`: the tasks' tensors, or the learner's `bytes_per_task`."""
     free = available_bytes(device)
     if free is None:
         return
+    estimate = getattr(learner, "bytes_per_task", None)
     for setting, split, n in sizes:
-        estimate = getattr(learner, "bytes_per_task", None)
-        if estimate is not None:
-            per_task = int(estimate(split))
-        else:  # a throwaway generator: the run's own streams are not touched
-            probe = distribution.sample(split, 1, make_generator(seed, "memory_probe", device))
-            per_task = tensor_bytes(probe)
+        # a throwaway generator: the run's own streams are not touched
+        probe = distribution.sample(split, 1, make_generator(seed, "memory_probe", device))
+        per_task = int(estimate(probe)) if estimate is not None else tensor_bytes(probe)
         need = per_task * n
         if need > free:
             fit = max(1, free // max(per_task, 1))
             raise UsageError(
                 f"{setting}={n} needs at least {_gb(need)} of {device.type} memory for its tasks "
-                f"({per_task:,} bytes each) but {_gb(free)} is free; lower {setting} (the tasks "
-                f"alone allow at most {fit:,})"
+                f"({per_task:,} bytes each) but {_gb(free)} is free; lower {setting} (at most "
+                f"{fit:,} fit)"
             )
 
 

@@ -50,8 +50,8 @@ def _run_copy(tmp: Path, trained: Path) -> Path:
     return run
 
 
-def _override(expr: str) -> Callable[[Path, Path], list[str]]:
-    return lambda tmp, trained: train_argv(tmp / "r", expr)
+def _override(*exprs: str) -> Callable[[Path, Path], list[str]]:
+    return lambda tmp, trained: train_argv(tmp / "r", *exprs)
 
 
 def _file(tmp: Path, _: Path) -> list[str]:
@@ -425,6 +425,20 @@ CASES: list[Case] = [
         _override("train.num_tasks=1e12"),
         2,
         "train.num_tasks=1000000000000 needs at least",
+    ),
+    Case(
+        "maml_vmap_memory",
+        "sinusoid MAML task_batching=vmap train.num_tasks=10**7 (every task's graph at once)",
+        _override("train.num_tasks=1e7", "learner.task_batching=vmap"),
+        2,
+        "train.num_tasks=10000000 needs at least",
+    ),
+    Case(
+        "rl2_memory",
+        "RL² bandits train.num_tasks=10**7 (trajectories and GRU activations, not the tasks)",
+        lambda tmp, _: train_argv(tmp / "r", "train.num_tasks=1e7", config="bandit_rl2_k5_n10"),
+        2,
+        "train.num_tasks=10000000 needs at least",
     ),
     Case(
         "protonet_num_tasks",

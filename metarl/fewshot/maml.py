@@ -266,6 +266,23 @@ class MAML:
         (out,) = self.predict_steps(support_x, support_y, query_x, [self.cfg.eval_adapt_steps])
         return torch.softmax(out[:, :ways], -1)
 
+    def bytes_per_task(self, probe: Episode) -> int:
+        """Memory one task of a meta-batch needs (the up-front check of `metarl.resources`): its
+        tensors, plus in `vmap` mode the autograd graph of its inner loop and query loss, which
+        every task keeps until the one backward (measured on `probe`'s task with
+        `saved_bytes`). The per-task loop frees each graph after its own backward."""
+        from metarl.resources import saved_bytes, tensor_bytes
+
+        if self.cfg.task_batching != "vmap":
+            return tensor_bytes(probe)
+        c = self.cfg
+
+        def one_task() -> Tensor:
+            fast = self._adapt_task(probe, 0, c.adapt_steps, c.first_order)
+            return forward(self.model, fast, probe.query_x[0]).sum()
+
+        return tensor_bytes(probe) + saved_bytes(one_task)
+
     def state_dict(self) -> dict[str, Any]:
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
         if isinstance(self.step_sizes, dict):
