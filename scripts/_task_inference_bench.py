@@ -22,6 +22,7 @@ from typing import Any
 import torch
 import yaml
 
+from metarl.checkpoint import load_checkpoint, save_checkpoint
 from metarl.config import to_dict
 from metarl.registry import load_config
 from metarl.seeding import make_generator
@@ -43,6 +44,18 @@ def _continue(cfg: Any, run_dir: Path, iterations: int) -> dict[str, Any]:
     return train(cfg, run_dir, progress=False, final_eval=False)
 
 
+def adopt_phase1(run_dir: Path, cfg: Any) -> None:
+    """Make the oracle's phase-1 checkpoint in `run_dir` the learner's (`cfg`): phase 1 is the
+    same computation in both modes, bit for bit (tests/agents/test_task_inference.py), but the
+    trainer refuses a checkpoint whose stored config names another mode, so its config (and
+    config.yaml) are rewritten to the learner's."""
+    path = run_dir / "checkpoints" / "last.pt"
+    state = load_checkpoint(path)
+    state["config"] = {**to_dict(cfg), "train": state["config"]["train"]}
+    save_checkpoint(state, path)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(state["config"], sort_keys=False))
+
+
 def _learner_and_oracle(config: str, overrides: list[str]) -> dict[str, tuple[Any, Any, str]]:
     """The learner and the oracle share phase 1 (iterations `1..phase2_start` are the same
     computation in both modes, bit for bit: tested), so it is trained once: the oracle runs to
@@ -56,6 +69,7 @@ def _learner_and_oracle(config: str, overrides: list[str]) -> dict[str, tuple[An
     first = _continue(cfg_o, oracle_dir, start)
     learner_dir = Path(tempfile.mkdtemp(prefix=f"bench_{config}_learner_"))
     shutil.copytree(oracle_dir, learner_dir, dirs_exist_ok=True)
+    adopt_phase1(learner_dir, cfg_l)
     out = {}
     for name, cfg, run_dir in (("learner", cfg_l, learner_dir), ("oracle", cfg_o, oracle_dir)):
         res = _continue(cfg, run_dir, total) if first["iterations"] == start else first

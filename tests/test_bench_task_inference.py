@@ -1,0 +1,45 @@
+"""The task-inference benchmark end to end on a tiny navigation budget: the learner continues
+the oracle's phase-1 checkpoint (the trainer's checkpoint check must accept it), and the rows
+hold the three methods at the same iterations."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "_task_inference_bench", ROOT / "scripts/_task_inference_bench.py"
+        )
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+
+
+def test_the_learner_continues_the_oracles_phase_1_and_all_rows_share_its_budget():
+    bench = _bench()
+    args = argparse.Namespace(
+        quick=True, seeds=[0], test_tasks=4, minutes=5.0, ti_iterations=4, ti_phase2=2
+    )
+    rows = bench.navigation_rows(args)
+    methods = {r["method"].split(";")[0] for r in rows}
+    assert methods == {
+        "task inference (history only)",
+        "blind (same PPO, no task)",
+        "oracle (task embedding)",
+    }
+    for row in rows:
+        mode = {"task": "learner", "blind": "blind", "oracle": "oracle"}[row["method"].split()[0]]
+        assert f"learner.mode={mode}" in row["command"]
+        assert row["env_steps"] == rows[0]["env_steps"] > 0  # one budget for all three
+        assert row["n"] == 4 and all(v == v for v in row["windows"])  # finite curves
