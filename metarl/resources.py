@@ -83,7 +83,7 @@ def available_bytes(device: torch.device) -> int | None:
 
 
 def _gb(n: float) -> str:
-    return f"{n / 1e9:.1f} GB"
+    return f"{n / 1e12:,.1f} TB" if n >= 1e12 else f"{n / 1e9:.1f} GB"
 
 
 def check_fits(
@@ -107,8 +107,8 @@ def check_fits(
         if need > free:
             fit = max(1, free // max(per_task, 1))
             raise UsageError(
-                f"{setting}={n} needs at least {_gb(need)} of {device.type} memory for its tasks "
-                f"({per_task:,} bytes each) but {_gb(free)} is free; lower {setting} (at most "
+                f"{setting}={n} needs at least {_gb(need)} of {device.type} memory ({per_task:,} "
+                f"bytes per task) but {_gb(free)} is free; lower {setting} (at most "
                 f"{fit:,} fit)"
             )
 
