@@ -277,6 +277,10 @@ class LSTMOptimizerConfig:
     """Adam step size of the meta-optimiser."""
     eval_steps: int = 100
     """Optimisation steps at which the headline loss is read."""
+    learn_skip: bool = True
+    """Meta-train the skip term `skip * g` (a learned plain-gradient step). False keeps it at
+    zero, the paper's optimiser: on quadratics of varied curvature a learned global step on the
+    raw gradient exceeds 2 / L for the stiffest problems and their loss overflows."""
 
 
 class LSTMOptimizerLearner:
@@ -289,8 +293,10 @@ class LSTMOptimizerLearner:
         with seeded(seed, "model"):
             self.model = LSTMOptimizer(cfg.hidden_size, cfg.preprocess_p, cfg.output_scale)
         self.model.to(device)
+        self.model.skip.requires_grad_(cfg.learn_skip)
         self.headline_budget = cfg.eval_steps
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.outer_lr)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(trainable, lr=cfg.outer_lr)
 
     def meta_step(self, tasks: Optimizees) -> dict[str, float]:
         """One problem batch optimised for `optimizee_steps`; an Adam step every `unroll`.

@@ -79,6 +79,16 @@ def test_meta_gradient_reaches_every_parameter_of_the_optimiser():
         assert not torch.equal(before[name], p.detach()), name
 
 
+def test_without_the_skip_term_it_stays_zero_and_everything_else_trains():
+    dist = OptimizeeDistribution(OptimizeeConfig(), "cpu")
+    lo = LSTMOptimizerLearner(LSTMOptimizerConfig(unroll=5, learn_skip=False), "cpu", seed=0)
+    before = {k: v.clone() for k, v in lo.model.state_dict().items()}
+    lo.meta_step(dist.sample("train", 4, torch.Generator().manual_seed(0)))
+    assert lo.model.skip.item() == 0.0 and lo.model.skip.grad is None
+    changed = [k for k, v in lo.model.state_dict().items() if not torch.equal(before[k], v)]
+    assert sorted(changed) == sorted(k for k in before if k != "skip")
+
+
 def test_meta_training_lowers_the_loss_on_held_out_quadratics():
     dist = OptimizeeDistribution(OptimizeeConfig(), "cpu")
     lo = learner()
