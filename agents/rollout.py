@@ -405,7 +405,7 @@ def rollout(
         steps: list[tuple[Tensor, ...]] = []
         # Stopping early needs the host to read `ep` (a device sync): only for families whose
         # episodes can end before the horizon, and then at most once per `max(h, 32)` steps.
-        check_every = max(h, 32) if env.ends_early else n * h
+        check_every = max(h, 32) if getattr(env, "ends_early", True) else n * h
         for k in range(n * h):
             if on_step is not None:
                 on_step(ep, t)
