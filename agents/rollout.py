@@ -164,7 +164,7 @@ def make_batched_env(
         # An actor's actions are valid by construction (categorical samples lie in range, the
         # env clips Gaussian ones, a diverged policy is caught by `check_finite` on its
         # logits or mean): the tensor env's per-step range check would wait for the device.
-        env.check_actions = False
+        env.check_actions = False  # type: ignore[attr-defined]  # tensor envs only
     return BatchedEnv(env, horizon or distribution.horizon, device, task_dim)
 
 
