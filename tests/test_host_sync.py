@@ -10,6 +10,7 @@ loops run under `torch.cuda.set_sync_debug_mode("error")` (skipped without a GPU
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from envs.tensor import (
     PendulumVectorEnv,
     TabularMDPVectorEnv,
 )
+from metarl.cli import main
 from metarl.errors import NonFiniteError, check_finite, deferred_finite_checks
 from metarl.registry import load_config
 from metarl.trainer import build_run
@@ -157,6 +159,18 @@ def test_deferred_checks_return_the_tensor_unchanged_and_raise_at_the_end():
                 check_finite(torch.tensor([float("nan")]), "c")
     with pytest.raises(NonFiniteError, match="^non-finite d$"):
         check_finite(torch.tensor([float("nan")]), "d")  # outside a block: at once
+
+
+GOLDEN = json.loads((Path(__file__).parent / "data" / "golden_sync_free.json").read_text())
+
+
+@pytest.mark.parametrize("name", list(GOLDEN["runs"]))
+def test_seeded_rl2_runs_reproduce_the_numbers_of_the_syncing_loop(name, tmp_path):
+    run = GOLDEN["runs"][name]  # tabular (no early end), navigation (Gaussian, ends early)
+    args = [run["config"], *GOLDEN["tiny"], *run["overrides"], "--run-dir", str(tmp_path)]
+    assert main(["train", *args, "--no-progress"]) == 0
+    curve = json.loads((tmp_path / "results.json").read_text())["curve"]
+    assert curve["mean"] == run["mean"] and curve["ci95"] == run["ci95"]  # to the bit
 
 
 @contextlib.contextmanager
