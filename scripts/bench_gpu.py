@@ -139,7 +139,8 @@ def rl2_section(args: argparse.Namespace, device: torch.device) -> dict[str, Any
         "number": ours / peer_rate,
         "detail": (
             f"{ours:,.0f} env steps/s ({ours_tasks} tasks on {device.type}) vs "
-            f"{peer_rate:,.0f} (SyncVectorEnv, {peer_tasks} tasks, CPU)"
+            f"{peer_rate:,.0f} (SyncVectorEnv, {peer_tasks} tasks, CPU, "
+            f"{torch.get_num_threads()} threads)"
         ),
     }
 
