@@ -48,7 +48,7 @@ SECTIONS: dict[str, tuple[str, float, str, float]] = {
     "rl2": ("RL² loop vs SyncVectorEnv (x)", 100.0, ">=", 120),
     "maml": ("MAML 2nd-order 5w1s, 32 tasks: s/iteration", 0.1, "<=", 90),
     "protonet": ("ProtoNet 60-way: iterations/s", 50.0, ">=", 60),
-    "ddp": ("1 vs 2 GPUs: max |param diff|", 0.0, "allclose", 150),
+    "ddp": ("1 vs 2 GPUs: max abs param difference", 0.0, "allclose", 150),
 }
 
 
