@@ -80,7 +80,8 @@ class CategoricalMLPPolicy(nn.Module):
         self.net = mlp([obs_dim, *hidden_sizes, num_actions], activation)
 
     def forward(self, obs: Tensor) -> Categorical:
-        return Categorical(logits=check_finite(self.net(obs), "policy logits"))
+        logits = check_finite(self.net(obs), "policy logits")
+        return Categorical(logits=logits, validate_args=False)  # checked: no sync per step
 
     def per_task(self, params: Params, obs: Tensor) -> Categorical:
         """Per-task parameters `[T, ...]` (this module's names) on obs `[T, ..., O]`: a
@@ -117,9 +118,9 @@ class GaussianMLPPolicy(nn.Module):
         self.log_std = nn.Parameter(torch.full((action_dim,), float(init_std)).log())
 
     def forward(self, obs: Tensor) -> Independent:
-        mean = self.net(obs)
+        mean = check_finite(self.net(obs), "policy mean")
         std = self.log_std.clamp(min=self.min_log_std).exp().expand_as(mean)
-        return Independent(Normal(mean, std), 1)
+        return Independent(Normal(mean, std, validate_args=False), 1, validate_args=False)
 
     def per_task(self, params: Params, obs: Tensor) -> Independent:
         """Per-task parameters `[T, ...]` on obs `[T, ..., O]` (as `CategoricalMLPPolicy`)."""
@@ -206,9 +207,11 @@ class _ActionHead(nn.Module):
 
     def forward(self, x: Tensor) -> Distribution:
         if self.head == "categorical":
-            return Categorical(logits=check_finite(self.out(x), "policy logits"))
+            logits = check_finite(self.out(x), "policy logits")
+            return Categorical(logits=logits, validate_args=False)  # checked: no sync per step
         mean = check_finite(self.out(x), "policy mean")
-        return Independent(Normal(mean, self.log_std.exp().expand_as(mean)), 1)
+        std = self.log_std.exp().expand_as(mean)
+        return Independent(Normal(mean, std, validate_args=False), 1, validate_args=False)
 
 
 class _RecurrentBase(nn.Module):

@@ -41,7 +41,7 @@ from agents.rollout import (
 from agents.video import record_episodes, side_by_side
 from metarl.config import NonNegativeFloat, PositiveFloat, PositiveInt, UnitInterval
 from metarl.contracts import MetaRLDistribution, TaskBatchLike
-from metarl.errors import UsageError
+from metarl.errors import UsageError, deferred_finite_checks
 from metarl.seeding import make_generator, seeded
 
 
@@ -175,7 +175,9 @@ class RL2:
         adv = adv * mask
         return adv, adv + values
 
-    def _ppo(self, tb: TrialBatch) -> dict[str, float]:
+    def _ppo(self, tb: TrialBatch) -> dict[str, Tensor]:
+        """PPO epochs over the trials. Returns each loss term per minibatch, stacked `[U]`
+        (U updates), on the device: reading them is the caller's one host sync."""
         c = self.cfg
         adv, returns = self.advantages(tb)
         if c.normalize_advantages:
@@ -187,8 +189,7 @@ class RL2:
         b = tb.mask.shape[0]
         chunks = min(c.minibatches, b)  # a small meta-batch gets fewer minibatches
         self.policy.train()
-        sums: dict[str, float] = {}
-        count = 0
+        terms_per_update: dict[str, list[Tensor]] = {}
         for _ in range(c.ppo_epochs):
             perm = torch.randperm(
                 b, generator=self.train_generator, device=self.train_generator.device
@@ -220,20 +221,31 @@ class RL2:
                     terms["grad_norm"] = norm
                 self.optimizer.step()
                 for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach())
-                count += 1
-        return {k: v / count for k, v in sums.items()}
+                    terms_per_update.setdefault(k, []).append(v.detach())
+        return {k: torch.stack(v) for k, v in terms_per_update.items()}
 
     # -- learner contract -------------------------------------------------------------------
     def meta_step(self, tasks: TaskBatchLike) -> dict[str, float]:
-        """Play one trial per copy on each task, then PPO epochs over the trials."""
+        """Play one trial per copy on each task, then PPO epochs over the trials.
+
+        Host syncs: the trial's env seed (one int), the value normaliser's statistics (with
+        `normalize_values`), the deferred finite checks and the metrics, each read once per
+        meta-step; the rollout and PPO loops never wait for the device."""
         c = self.cfg
-        traj = self.play(tasks, c.episodes_per_trial, c.trials_per_task, self.train_generator)
-        metrics = self._ppo(traj.trials())
+        with deferred_finite_checks():
+            traj = self.play(tasks, c.episodes_per_trial, c.trials_per_task, self.train_generator)
+            terms = self._ppo(traj.trials())
         returns = traj.returns_by_episode_index()  # [T, n]
-        metrics["trial_return"] = float(returns.sum(1).mean())
-        metrics["first_episode_return"] = float(returns[:, 0].mean())
-        metrics["last_episode_return"] = float(returns[:, -1].mean())
+        summary = [returns.sum(1).mean(), returns[:, 0].mean(), returns[:, -1].mean()]
+        values = torch.cat([*terms.values(), torch.stack(summary)]).tolist()  # one read
+        metrics: dict[str, float] = {}
+        at = 0
+        for k, v in terms.items():
+            # the mean over updates, summed in Python floats as before (same numbers)
+            metrics[k] = sum(values[at : at + len(v)], 0.0) / len(v)
+            at += len(v)
+        names = ("trial_return", "first_episode_return", "last_episode_return")
+        metrics.update(zip(names, values[at:], strict=True))
         metrics["env_steps"] = float(traj.env_steps)
         return metrics
 

@@ -53,7 +53,7 @@ from torch import Tensor
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
 from metarl.contracts import MetaRLDistribution, MetaVectorEnv, RenderableEnv, TaskBatchLike
-from metarl.errors import UsageError
+from metarl.errors import UsageError, deferred_finite_checks
 
 # ---------------------------------------------------------------------------------------------
 # Environments: one adapter over every `MetaVectorEnv` (tensor and MuJoCo alike).
@@ -86,6 +86,10 @@ class BatchedEnv:
         self.observation_space: gymnasium.Space = env.single_observation_space
         self.action_space: gymnasium.Space = env.single_action_space
         self.discrete = isinstance(self.action_space, gymnasium.spaces.Discrete)
+        # False for families that never end an episode before its horizon (bandits, tabular
+        # MDPs, Pendulum): every copy then ends its trial at the same step, and `rollout`
+        # needs no all-finished check (a device sync) to stop early.
+        self.ends_early: bool = getattr(env, "terminates", True)
         self.env_obs_dim = int(math.prod(self.observation_space.shape or ()))
         self.task_dim = task_dim
         self._features: Tensor | None = None
@@ -168,6 +172,11 @@ def make_batched_env(
         probe = distribution.sample("train", 1, torch.Generator().manual_seed(0))
         task_dim = int(task_features(probe).shape[1])  # a shape only: no run randomness used
     env = distribution.make_env(num_tasks, envs_per_task, device, horizon)
+    if getattr(env, "check_actions", False):
+        # An actor's actions are valid by construction (categorical samples lie in range, the
+        # env clips Gaussian ones, a diverged policy is caught by `check_finite` on its
+        # logits or mean): the tensor env's per-step range check would wait for the device.
+        env.check_actions = False  # type: ignore[attr-defined]  # tensor envs only
     return BatchedEnv(env, horizon or distribution.horizon, device, task_dim)
 
 
@@ -394,33 +403,38 @@ def rollout(
     if not isinstance(num_episodes, int) or num_episodes < 1:
         raise UsageError(f"num_episodes must be an integer >= 1, got {num_episodes!r}")
     n, h, num, dev = num_episodes, env.horizon, env.num_envs, env.device
-    obs = env.reset(tasks, seed)
-    state = actor.initial_state(num)
-    if env.discrete:
-        prev_action = torch.full((num,), -1, dtype=torch.int64, device=dev)
-    else:
-        prev_action = torch.zeros(num, *(env.action_space.shape or ()), device=dev)
-    prev_reward = torch.zeros(num, device=dev)
-    prev_done = torch.zeros(num, device=dev)
-    ep = torch.zeros(num, dtype=torch.int64, device=dev)  # episode index inside the trial
-    t = torch.zeros(num, dtype=torch.int64, device=dev)  # step inside the episode
-    steps: list[tuple[Tensor, ...]] = []
-    check_every = max(h, 32)  # an all-finished check is a device sync: not every step
-    for k in range(n * h):
-        if on_step is not None:
-            on_step(ep, t)
-        out = actor(obs, prev_action, prev_reward, prev_done, state)
-        live = ep < n
-        next_obs, reward, term, trunc = env.step(out.action)
-        done = term | trunc | (t + 1 >= h)
-        steps.append((obs, out.action, reward, done, term, out.log_prob, out.value, ep, t, live))
-        obs, state = next_obs, out.state
-        prev_action, prev_reward, prev_done = out.action, reward, done.float()
-        t = torch.where(done, 0, t + 1)
-        ep = ep + done.long()
-        if (k + 1) % check_every == 0 and k + 1 < n * h and bool((ep >= n).all()):
-            break
-    return _assemble(steps, env, n)
+    with deferred_finite_checks():  # the policy's finite checks: read once, after the loop
+        obs = env.reset(tasks, seed)
+        state = actor.initial_state(num)
+        if env.discrete:
+            prev_action = torch.full((num,), -1, dtype=torch.int64, device=dev)
+        else:
+            prev_action = torch.zeros(num, *(env.action_space.shape or ()), device=dev)
+        prev_reward = torch.zeros(num, device=dev)
+        prev_done = torch.zeros(num, device=dev)
+        ep = torch.zeros(num, dtype=torch.int64, device=dev)  # episode index inside the trial
+        t = torch.zeros(num, dtype=torch.int64, device=dev)  # step inside the episode
+        steps: list[tuple[Tensor, ...]] = []
+        # Stopping early needs the host to read `ep` (a device sync): only for families whose
+        # episodes can end before the horizon, and then at most once per `max(h, 32)` steps.
+        check_every = max(h, 32) if getattr(env, "ends_early", True) else n * h
+        for k in range(n * h):
+            if on_step is not None:
+                on_step(ep, t)
+            out = actor(obs, prev_action, prev_reward, prev_done, state)
+            live = ep < n
+            next_obs, reward, term, trunc = env.step(out.action)
+            done = term | trunc | (t + 1 >= h)
+            steps.append(
+                (obs, out.action, reward, done, term, out.log_prob, out.value, ep, t, live)
+            )
+            obs, state = next_obs, out.state
+            prev_action, prev_reward, prev_done = out.action, reward, done.float()
+            t = torch.where(done, 0, t + 1)
+            ep = ep + done.long()
+            if (k + 1) % check_every == 0 and k + 1 < n * h and bool((ep >= n).all()):
+                break
+        return _assemble(steps, env, n)
 
 
 def _assemble(steps: list[tuple[Tensor, ...]], env: BatchedEnv, n: int) -> Trajectories:
@@ -428,15 +442,17 @@ def _assemble(steps: list[tuple[Tensor, ...]], env: BatchedEnv, n: int) -> Traje
     fields = [torch.stack(x) for x in zip(*steps, strict=True)]  # each [K, N, ...]
     obs, act, rew, done, term, logp, val, ep, t, live = fields
     num, h, dev = env.num_envs, env.horizon, env.device
+    # Flat slot of (copy, episode, step) in a `[num * n * h]` buffer; steps of copies past
+    # their trial go to one extra slot that is dropped (a scatter, so no `nonzero` sync).
     copy = torch.arange(num, device=dev).expand_as(ep)
-    sel = live.nonzero(as_tuple=True)
-    idx = (copy[sel], ep[sel], t[sel])
+    slot = torch.where(live, (copy * n + ep) * h + t, num * n * h).flatten()
 
     def put(x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
-        buf = torch.zeros(num, n, h, *x.shape[2:], dtype=dtype or x.dtype, device=dev)
-        buf[idx] = x[sel].to(buf.dtype)
+        rest = x.shape[2:]
+        buf = torch.zeros(num * n * h + 1, *rest, dtype=dtype or x.dtype, device=dev)
+        buf[slot] = x.reshape(-1, *rest).to(buf.dtype)
         tt, c = env.num_tasks, env.envs_per_task
-        return buf.view(tt, c * n, h, *x.shape[2:])
+        return buf[:-1].view(tt, c * n, h, *rest)
 
     mask = put(torch.ones_like(rew))
     trial_starts = (torch.arange(env.envs_per_task * n, device=dev) % n == 0).expand(

@@ -89,6 +89,9 @@ class TrainConfig:
     """Write training scalars to TensorBoard every this many iterations."""
     max_minutes: Annotated[float, Range(0.0, allow_inf=True)] = 0.0
     """Stop (and checkpoint) after this much training wall-clock; 0 (or inf) for no limit."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """Few-shot learners: bf16 runs meta-steps and evaluation under bfloat16 autocast
+    (`metarl.precision`); fp32 everywhere else."""
 
 
 @dataclass
@@ -329,8 +332,14 @@ RENAMED: dict[str, dict[str, str]] = {
 
 def migrate_config(data: Any) -> Any:
     """A run config dict written before format 2 with its renamed learner keys updated
-    (`RENAMED`); anything else is returned as it is."""
-    if not isinstance(data, dict) or not isinstance(data.get("learner"), dict):
+    (`RENAMED`), and `train.precision: fp32` where it predates that field; anything else is
+    returned as it is."""
+    if not isinstance(data, dict):
+        return data
+    train = data.get("train")
+    if isinstance(train, dict) and "precision" not in train:  # written before the field
+        data = {**data, "train": {**train, "precision": "fp32"}}
+    if not isinstance(data.get("learner"), dict):
         return data
     learner = data["learner"]
     renames = RENAMED.get(learner.get("kind"), {})

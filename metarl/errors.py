@@ -8,6 +8,10 @@ held-out metric (exit code 1); every checkpoint written holds finite numbers onl
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
 import torch
 
 
@@ -32,11 +36,49 @@ def check_finite(tensor: torch.Tensor, what: str) -> torch.Tensor:
 
     Learners call it on the inputs of distribution constructors (policy logits, means), so a
     diverged update ends in the engine's one-line stop (which adds the iteration, what was kept
-    and what to change) instead of a constructor's traceback."""
+    and what to change) instead of a constructor's traceback.
+
+    Inside `deferred_finite_checks()` it does not wait for the device: it folds "all finite"
+    into a flag on the device and returns the tensor with non-finite entries replaced by 0
+    (the same tensor, bit for bit, when all are finite), so sampling from it cannot fail;
+    the error is raised once, when the block ends."""
     # Under torch.func transforms (vmap, grad) a value cannot steer Python control flow; the
     # same forward outside them (rollouts, the loop form) is checked.
     if torch._C._are_functorch_transforms_active():
         return tensor
+    pending = _PENDING.get()
+    if pending is not None:
+        ok = torch.isfinite(tensor)
+        flag = ok.all()
+        pending[what] = flag if what not in pending else pending[what].logical_and_(flag)
+        return torch.where(ok, tensor, 0.0)
     if not bool(torch.isfinite(tensor).all()):
         raise NonFiniteError(f"non-finite {what}")
     return tensor
+
+
+_PENDING: contextvars.ContextVar[dict[str, torch.Tensor] | None] = contextvars.ContextVar(
+    "metarl_pending_finite_checks", default=None
+)
+
+
+@contextlib.contextmanager
+def deferred_finite_checks() -> Iterator[None]:
+    """A block whose `check_finite` calls stay on the device (no host sync per call): one
+    read of the gathered flags when the block ends raises the NonFiniteError the first
+    failed check would have. Rollouts and the RL² update run in one (a step loop that never
+    waits for the GPU); a block inside another joins it, so the outermost reads once."""
+    if _PENDING.get() is not None:
+        yield
+        return
+    pending: dict[str, torch.Tensor] = {}
+    token = _PENDING.set(pending)
+    try:
+        yield
+    finally:
+        _PENDING.reset(token)
+    if pending:
+        flags = torch.stack(list(pending.values())).tolist()  # the block's one host sync
+        bad = [what for what, ok in zip(pending, flags, strict=True) if not ok]
+        if bad:
+            raise NonFiniteError(f"non-finite {bad[0]}")

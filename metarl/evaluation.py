@@ -9,6 +9,7 @@ import torch
 from tqdm import tqdm
 
 from metarl.contracts import TaskDistribution
+from metarl.precision import autocast
 from metarl.seeding import make_generator
 
 
@@ -39,12 +40,15 @@ def adaptation_curve(
     seed: int,
     device: torch.device,
     progress: bool | None = False,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Evaluate `learner` on `num_tasks` tasks of `split`, drawn in batches of `batch_tasks`.
 
     The tasks come from a generator seeded only by the run seed and the split, so every
     evaluation of a run (and of a resumed run) sees the same held-out tasks and never
     consumes the training generators. `progress`: a bar over the tasks (None: on a terminal).
+    `precision`: `train.precision`; bf16 runs the learner's curve under autocast
+    (`metarl.precision`).
     """
     if num_tasks < 1 or batch_tasks < 1:
         raise ValueError(f"num_tasks={num_tasks} and batch_tasks={batch_tasks} must be >= 1")
@@ -63,7 +67,9 @@ def adaptation_curve(
         while done < num_tasks:
             n = min(batch_tasks, num_tasks - done)
             tasks = distribution.sample(split, n, gen)
-            cols.append(learner.adaptation_curve(tasks, max_budget).detach().cpu())
+            with autocast(precision, device):
+                values = learner.adaptation_curve(tasks, max_budget)
+            cols.append(values.detach().cpu())
             done += n
             bar.update(n)
     rows = min(c.shape[0] for c in cols)

@@ -32,6 +32,7 @@ from metarl.config import (
 )
 from metarl.contracts import Learner, TaskDistribution
 from metarl.errors import UsageError
+from metarl.precision import check_precision
 
 # kind -> "module:ConfigClass:build_function" or "module:FamilyClass"
 DISTRIBUTIONS: dict[str, Any] = {
@@ -127,6 +128,7 @@ def validate(cfg: RunConfig) -> None:
     cfg.task = _normalized(cfg.task, _section(cfg.task, DISTRIBUTIONS, "task")[0])
     learner = _section(cfg.learner, LEARNERS, "learner")[0]
     cfg.learner = _normalized(cfg.learner, learner)
+    check_precision(cfg.train.precision, cfg.learner.get("kind"))
     check_run = getattr(learner, "check_run", None)
     if callable(check_run):
         check_run(cfg)

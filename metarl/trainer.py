@@ -46,6 +46,7 @@ from metarl.contracts import Learner, TaskDistribution
 from metarl.errors import DataError, NonFiniteError, RunInterrupted, UsageError
 from metarl.evaluation import adaptation_curve, format_curve, within_episode_curve
 from metarl.logger import BY_BUDGET, RunLogger, encode_gif, save_curve_png
+from metarl.precision import autocast
 from metarl.resources import check_fits, choose_threads
 from metarl.rundir import owned_run_dir, read_results
 from metarl.seeding import make_generator
@@ -157,6 +158,7 @@ class Run:
             self.cfg.seed,
             self.device,
             progress=self.progress,
+            precision=self.cfg.train.precision,
         )
         bad = [
             b for b, m in zip(curve["budgets"], curve["mean"], strict=True) if not math.isfinite(m)
@@ -321,7 +323,8 @@ def _loop(run: Run, progress: bool | None, final_eval: bool) -> dict[str, Any]:
             step = run.iteration + 1
             tasks = run.distribution.sample("train", t.num_tasks, run.generator)
             try:
-                metrics = run.learner.meta_step(tasks)
+                with autocast(t.precision, run.device):  # bf16: few-shot learners only
+                    metrics = run.learner.meta_step(tasks)
             except NonFiniteError as exc:  # raised inside a learner (e.g. policy logits)
                 raise NonFiniteError(
                     f"{exc} at iteration {step}; training stopped and {run.kept()}; lower "

@@ -2,7 +2,8 @@
 
 `metarl`: the MAML learner's meta_step. `plain`: the textbook per-task loop written inline
 (sum every task's query loss, one backward at the end), as in learn2learn-style examples.
-Prints one JSON line: implementation, median seconds, peak resident memory (MiB).
+Prints one JSON line: implementation, median seconds, peak resident memory (MiB), and on
+CUDA (a third argument `cuda`) the CUDA peak memory (MiB).
 """
 
 import json
@@ -19,9 +20,10 @@ from metarl.registry import load_config
 from metarl.trainer import build_run
 
 impl, repeats = sys.argv[1], int(sys.argv[2])
-cfg = load_config("omniglot_maml_5w1s", ["device=cpu"])
+device = torch.device(sys.argv[3] if len(sys.argv) > 3 else "cpu")
+cfg = load_config("omniglot_maml_5w1s", [f"device={device.type}"])
 run = build_run(cfg, None)
-learner, g = run.learner, torch.Generator().manual_seed(0)
+learner, g = run.learner, torch.Generator(device).manual_seed(0)
 batches = [run.distribution.sample("train", 32, g) for _ in range(repeats + 1)]
 
 
@@ -43,10 +45,18 @@ def plain_step(ep):
 
 step = learner.meta_step if impl == "metarl" else plain_step
 times = []
+cuda = device.type == "cuda"
 for i, ep in enumerate(batches):
+    if cuda:
+        torch.cuda.synchronize(device)
     start = time.perf_counter()
     step(ep)
+    if cuda:
+        torch.cuda.synchronize(device)
     if i:  # the first iteration warms up allocators
         times.append(time.perf_counter() - start)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"impl": impl, "median_seconds": statistics.median(times), "peak_mib": peak}))
+row = {"impl": impl, "median_seconds": statistics.median(times), "peak_mib": peak}
+if cuda:
+    row["cuda_max_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+print(json.dumps(row))

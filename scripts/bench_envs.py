@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import envs  # noqa: E402,F401  (registers the ids)
 from envs.tensor.registration import TENSOR_ENVS  # noqa: E402
+from scripts._cuda_stats import mib, timed  # noqa: E402
 from scripts._numpy_peers import NUMPY_PEERS  # noqa: E402
 
 GYM_PEERS = {"metarl/CartPoleVariant-v0": "CartPole-v1"}
@@ -135,11 +136,12 @@ def run(
             peer_name, peer_step = peer_stepper(env_id, copies)
             peer_rate = _timer(peer_step, copies, seconds, cpu)
             for device in devices:
-                ours = _timer(batched_stepper(env_id, copies, device), copies, seconds, device)
-                ours_r, peer_r = [], []
-                for _ in range(repeats):  # interleaved: both see the same machine load
-                    ours_r.append(ours())
-                    peer_r.append(peer_rate())
+                with timed(device) as block:  # CUDA rows: the block's wall time and peak memory
+                    ours = _timer(batched_stepper(env_id, copies, device), copies, seconds, device)
+                    ours_r, peer_r = [], []
+                    for _ in range(repeats):  # interleaved: both see the same machine load
+                        ours_r.append(ours())
+                        peer_r.append(peer_rate())
                 sps, peer_sps = statistics.median(ours_r), statistics.median(peer_r)
                 row = {
                     "env": env_id,
@@ -153,6 +155,8 @@ def run(
                     "sync_steps_timed": sync_steps,
                     "ratio": sps / sync_sps,
                 }
+                if device.type == "cuda":
+                    row.update(seconds=block.seconds, cuda_max_mib=block.cuda_max_mib)
                 rows.append(row)
                 print(
                     f"{env_id:28s} {device.type:4s} {copies:5d}  batched {sps:12.0f}/s  "
@@ -164,16 +168,23 @@ def run(
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
+    cuda = any(r["device"] == "cuda" for r in rows)  # CUDA columns only where CUDA ran
     lines = [
         "| env | device | copies | batched steps/s | fastest CPU peer | peer steps/s | vs peer "
-        "| SyncVectorEnv steps/s (CPU) | vs SyncVectorEnv |",
-        "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+        "| SyncVectorEnv steps/s (CPU) | vs SyncVectorEnv |"
+        + (" CUDA max MiB | time s |" if cuda else ""),
+        "| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |"
+        + (" ---: | ---: |" if cuda else ""),
     ]
     for r in rows:
+        extra = ""
+        if cuda:
+            secs = f"{r['seconds']:.1f}" if "seconds" in r else "-"
+            extra = f" {mib(r.get('cuda_max_mib'))} | {secs} |"
         lines.append(
             f"| {r['env']} | {r['device']} | {r['copies']} | {r['batched_steps_per_s']:,.0f} | "
             f"{r['peer']} | {r['peer_steps_per_s']:,.0f} | {r['peer_ratio']:.2f}x | "
-            f"{r['sync_steps_per_s']:,.0f} | {r['ratio']:,.1f}x |"
+            f"{r['sync_steps_per_s']:,.0f} | {r['ratio']:,.1f}x |" + extra
         )
     checks = []
     for r in rows:

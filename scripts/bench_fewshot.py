@@ -288,11 +288,12 @@ def sinusoid_rows(runs: Path, minutes: float) -> list[dict]:
     ]
 
 
-def maml_step_rows(repeats: int) -> list[dict]:
+def maml_step_rows(repeats: int, device: str = "cpu") -> list[dict]:
     """Second-order MAML 5w1s, 32 tasks: our learner vs a plain per-task loop, in subprocesses."""
     rows = []
     for impl in ("metarl", "plain"):
         cmd = [sys.executable, str(Path(__file__).with_name("_maml_step.py")), impl, str(repeats)]
+        cmd += [device] if device != "cpu" else []
         out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     return rows
@@ -360,14 +361,20 @@ def markdown(result: dict) -> str:
             )
         lines.append("")
     if result.get("maml_step"):
+        cuda = any("cuda_max_mib" in r for r in result["maml_step"])  # a --device cuda run
         lines += [
-            "## Second-order MAML meta-iteration, Omniglot 5-way 1-shot, 32 tasks, CPU",
+            "## Second-order MAML meta-iteration, Omniglot 5-way 1-shot, 32 tasks, "
+            + ("CUDA" if cuda else "CPU"),
             "",
-            "| implementation | median s / meta-iteration | peak MiB |",
-            "| --- | --- | --- |",
+            "| implementation | median s / meta-iteration | peak MiB |"
+            + (" CUDA max MiB |" if cuda else ""),
+            "| --- | --- | --- |" + (" --- |" if cuda else ""),
         ]
         for r in result["maml_step"]:
-            lines.append(f"| {r['impl']} | {r['median_seconds']:.2f} | {r['peak_mib']:.0f} |")
+            extra = f" {r['cuda_max_mib']:.0f} |" if cuda else ""
+            lines.append(
+                f"| {r['impl']} | {r['median_seconds']:.2f} | {r['peak_mib']:.0f} |" + extra
+            )
         lines.append("")
     if result.get("notes"):
         lines += ["## Notes", "", result["notes"], ""]
@@ -404,6 +411,9 @@ def main() -> None:
     p.add_argument("--sinusoid-minutes", type=float, default=30.0)
     p.add_argument("--episodes", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=5, help="MAML step timing repeats")
+    p.add_argument(
+        "--device", default="cpu", choices=["cpu", "cuda"], help="device of the maml_step section"
+    )
     p.add_argument("--runs", default="runs/bench")
     p.add_argument("--out", default="results/fewshot.json")
     p.add_argument("--md", default="results/fewshot.md")
@@ -427,7 +437,7 @@ def main() -> None:
     if "sinusoid" in only:
         result["sinusoid"] = sinusoid_rows(runs, args.sinusoid_minutes)
     if "maml_step" in only:
-        result["maml_step"] = maml_step_rows(args.repeats)
+        result["maml_step"] = maml_step_rows(args.repeats, args.device)
     if "protonet" in only or "maml" in only:
         keep = [
             r

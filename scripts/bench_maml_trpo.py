@@ -19,7 +19,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _cuda_stats import mib, timed  # noqa: E402
 
 from agents.maml_rl import (  # noqa: E402
     adapt_params,
@@ -35,23 +37,30 @@ from metarl.registry import load_config  # noqa: E402
 CPU = torch.device("cpu")
 
 
-def _learner(fisher: str):
-    over = ["device=cpu", "learner.hidden_sizes=[64,64]", f"learner.fisher={fisher}"]
+def _learner(fisher: str, device: torch.device = CPU):
+    over = [f"device={device.type}", "learner.hidden_sizes=[64,64]", f"learner.fisher={fisher}"]
     cfg = load_config("navigation_maml_trpo", over)
-    dist = registry.build_distribution(cfg, CPU)
-    return dist, registry.build_learner(cfg, dist, CPU)
+    dist = registry.build_distribution(cfg, device)
+    return dist, registry.build_learner(cfg, dist, device)
 
 
-def iteration_seconds(fisher: str, repeats: int) -> float:
-    dist, learner = _learner(fisher)
-    gen = torch.Generator().manual_seed(0)
+def iteration_seconds(fisher: str, repeats: int, device: torch.device = CPU) -> float:
+    """Median seconds of a meta-iteration; on CUDA the peak memory lands in `CUDA_MAX_MIB`."""
+    dist, learner = _learner(fisher, device)
+    gen = torch.Generator(device).manual_seed(0)
     learner.meta_step(dist.sample("train", 20, gen))  # warm-up
     times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        learner.meta_step(dist.sample("train", 20, gen))
-        times.append(time.perf_counter() - start)
+    with timed(device) as block:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            learner.meta_step(dist.sample("train", 20, gen))  # TRPO reads its losses: synced
+            times.append(time.perf_counter() - start)
+    if block.cuda_max_mib is not None:
+        CUDA_MAX_MIB[fisher] = block.cuda_max_mib
     return statistics.median(times)
+
+
+CUDA_MAX_MIB: dict[str, float] = {}
 
 
 def products(repeats: int) -> dict[str, float]:
@@ -94,16 +103,24 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=None, help="write JSON (and .md beside)")
+    p.add_argument(
+        "--device", default="cpu", choices=["cpu", "cuda"], help="cuda adds a CUDA max column"
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     res = products(args.repeats)
     for fisher in ("exact", "first_order"):
-        res[f"iteration_s_{fisher}"] = iteration_seconds(fisher, args.repeats)
+        res[f"iteration_s_{fisher}"] = iteration_seconds(fisher, args.repeats, device)
+    cuda = device.type == "cuda"
+    res.update({f"cuda_max_mib_{f}": v for f, v in CUDA_MAX_MIB.items()})
     lines = [
-        "| learner.fisher | meta-iteration s | Fisher-vector product s |",
-        "| --- | ---: | ---: |",
+        "| learner.fisher | meta-iteration s | Fisher-vector product s |"
+        + (" CUDA max MiB (meta-iteration) |" if cuda else ""),
+        "| --- | ---: | ---: |" + (" ---: |" if cuda else ""),
         *(
             f"| {f} | {res[f'iteration_s_{f}']:.2f} | {res[f'product_s_{f}']:.3f} |"
+            + (f" {mib(CUDA_MAX_MIB.get(f))} |" if cuda else "")
             for f in ("exact", "first_order")
         ),
         "",

@@ -255,16 +255,18 @@ def throughput_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     cfg = load_config("bandit_rl2_k5_n10", over)
     rows = []
     for backend in ("tensor env on " + device.type, "gymnasium SyncVectorEnv"):
-        dist = registry.build_distribution(cfg, device)
-        learner = registry.build_learner(cfg, dist, device)
+        # SyncVectorEnv steps numpy envs on the CPU: its learner lives there too
+        dev = device if backend.startswith("tensor") else torch.device("cpu")
+        dist = registry.build_distribution(cfg, dev)
+        learner = registry.build_learner(cfg, dist, dev)
         if backend.startswith("gymnasium"):
             learner._envs[(num_tasks, 1)] = SyncVectorBandits(5, 1, num_tasks, 1)
-        gen = make_generator(0, "bench/throughput", device)
+        gen = make_generator(0, "bench/throughput", dev)
         learner.meta_step(dist.sample("train", num_tasks, gen))  # warm-up
         steps, start = 0, time.perf_counter()
         for _ in range(reps):
             steps += int(learner.meta_step(dist.sample("train", num_tasks, gen))["env_steps"])
-        if device.type == "cuda":
+        if dev.type == "cuda":
             torch.cuda.synchronize()
         sec = time.perf_counter() - start
         rows.append(

@@ -30,25 +30,40 @@ from metarl import registry  # noqa: E402
 from metarl.seeding import make_generator  # noqa: E402
 
 
-def build(config: str, overrides: list[str]) -> tuple[Any, Any, int]:
-    cfg = registry.load_config(config, ["device=cpu", *overrides])
-    dist = registry.build_distribution(cfg, torch.device("cpu"))
-    learner = registry.build_learner(cfg, dist, torch.device("cpu"))
+def build(config: str, overrides: list[str], device: str = "cpu") -> tuple[Any, Any, int]:
+    cfg = registry.load_config(config, [f"device={device}", *overrides])
+    dist = registry.build_distribution(cfg, torch.device(device))
+    learner = registry.build_learner(cfg, dist, torch.device(device))
     return learner, dist, int(cfg.train.num_tasks)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":  # the loop queues kernels without waiting: time what ran
+        torch.cuda.synchronize(device)
 
 
 def one_step(learner: Any, dist: Any, num_tasks: int, gen: torch.Generator) -> dict[str, float]:
     tasks = dist.sample("train", num_tasks, gen)
-    c = learner.cfg
+    c, dev = learner.cfg, learner.device
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    _sync(dev)
     t0 = time.perf_counter()
     traj = learner.play(tasks, c.episodes_per_trial, c.trials_per_task, learner.train_generator)
+    _sync(dev)
     t1 = time.perf_counter()
     tb = traj.trials()
     learner.advantages(tb)
+    _sync(dev)
     t2 = time.perf_counter()
     learner._ppo(tb)
+    _sync(dev)
     t3 = time.perf_counter()
+    extra = (
+        {"cuda_max_mib": torch.cuda.max_memory_allocated(dev) / 2**20} if dev.type == "cuda" else {}
+    )
     return {
+        **extra,
         "rollout_s": t1 - t0,
         "advantages_s": t2 - t1,  # trials() + GAE (the PPO update computes GAE once more)
         "ppo_s": t3 - t2,
@@ -58,12 +73,17 @@ def one_step(learner: Any, dist: Any, num_tasks: int, gen: torch.Generator) -> d
 
 
 def profile(
-    config: str, overrides: list[str], variants: list[list[str]], steps: int, top: int
+    config: str,
+    overrides: list[str],
+    variants: list[list[str]],
+    steps: int,
+    top: int,
+    device: str = "cpu",
 ) -> list[dict[str, Any]]:
     """Median timings of each variant (extra overrides) of `config`, timed round-robin (one
     meta-step of each in turn), so every variant sees the same machine load."""
-    built = [build(config, [*overrides, *v]) for v in variants]
-    gens = [make_generator(0, "profile/tasks") for _ in variants]
+    built = [build(config, [*overrides, *v], device) for v in variants]
+    gens = [make_generator(0, "profile/tasks", device) for _ in variants]
     for (learner, dist, num_tasks), gen in zip(built, gens, strict=True):
         one_step(learner, dist, num_tasks, gen)  # warm-up
     rows: list[list[dict[str, float]]] = [[] for _ in variants]
@@ -99,24 +119,32 @@ def main(argv: list[str] | None = None) -> None:
         "baseline of the speed-up column), e.g. learner.ppo_epochs=2,learner.minibatches=2",
     )
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--device", default="cpu", choices=["cpu", "cuda"], help="cuda adds a CUDA max column"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     variants = [v.split(",") if v else [] for v in args.variant] or [[]]
     out = {}
+    cuda = args.device == "cuda"
     print(
         "| config | variant | rollout s | trials + GAE s | PPO update s | meta-step s "
-        "| env steps | env steps/s | vs first |"
+        "| env steps | env steps/s | vs first |" + (" CUDA max MiB |" if cuda else "")
     )
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        + (" ---: |" if cuda else "")
+    )
     for name in args.configs:
-        meds = profile(name, args.override, variants, args.steps, args.cprofile)
+        meds = profile(name, args.override, variants, args.steps, args.cprofile, args.device)
         out[name] = {" ".join(v) or "shipped": m for v, m in zip(variants, meds, strict=True)}
         for v, m in zip(variants, meds, strict=True):
             print(
                 f"| {name} | {' '.join(v) or 'shipped'} | {m['rollout_s']:.3f} | "
                 f"{m['advantages_s']:.3f} | {m['ppo_s']:.3f} | {m['total_s']:.3f} | "
                 f"{m['env_steps']:,.0f} | {m['env_steps_per_s']:,.0f} | "
-                f"{m['env_steps_per_s'] / meds[0]['env_steps_per_s']:.2f}x |",
+                f"{m['env_steps_per_s'] / meds[0]['env_steps_per_s']:.2f}x |"
+                + (f" {m['cuda_max_mib']:,.0f} |" if cuda else ""),
                 flush=True,
             )
     if args.json:

@@ -59,6 +59,7 @@ class BanditVectorEnv(TensorVectorEnv[BanditConfig, BanditTask]):
 
     config_type = BanditConfig
     task_type = BanditTask
+    terminates = False
 
     @classmethod
     def spaces(cls, config: BanditConfig) -> tuple[spaces.Space, spaces.Space]:

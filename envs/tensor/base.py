@@ -202,6 +202,8 @@ class TensorVectorEnv(VectorEnv, Generic[ConfigT, TaskT]):
     config_type: ClassVar[type]
     task_type: ClassVar[type]
     splits: ClassVar[tuple[str, ...]] = SPLITS
+    terminates: ClassVar[bool] = True
+    """False for families that never set `terminated` (every episode lasts `horizon` steps)."""
 
     def __init__(
         self,

@@ -72,6 +72,7 @@ class PendulumVectorEnv(TensorVectorEnv[PendulumConfig, PendulumTask]):
 
     config_type = PendulumConfig
     task_type = PendulumTask
+    terminates = False
 
     @classmethod
     def spaces(cls, config: PendulumConfig) -> tuple[spaces.Space, spaces.Space]:

@@ -81,6 +81,7 @@ class TabularMDPVectorEnv(TensorVectorEnv[TabularMDPConfig, TabularMDPTask]):
 
     config_type = TabularMDPConfig
     task_type = TabularMDPTask
+    terminates = False
 
     @classmethod
     def spaces(cls, config: TabularMDPConfig) -> tuple[spaces.Space, spaces.Space]:
