@@ -16,6 +16,12 @@ content-based reads, least-recently-used writes); everything else is the same.
 
 Budget = episodes of experience: the adaptation curve is the mean return of episode
 `b + 1` of a trial on held-out tasks, `b = 0..K` (row b: after b episodes on the task).
+
+Under `torchrun` (`agents.sharding`) each rank plays its tasks' trials; PPO draws the one
+minibatch partition over the global trial index on every rank, each rank's loss over its
+trials is weighted by its share of the minibatch's valid steps, gradients are summed over
+ranks before clipping, and the advantage mean / std and value-normaliser statistics are
+those of the whole batch: every rank takes the one-process step.
 """
 
 from __future__ import annotations
@@ -27,8 +33,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from agents.advantages import ValueNormalizer, gae, normalize
-from agents.optim import ppo_loss
+from agents.advantages import ValueNormalizer, gae
+from agents.optim import PPO_TERMS, ppo_loss
 from agents.policies import MemoryPolicy, RecurrentPolicy, check_head, make_recurrent_policy
 from agents.rollout import (
     RecurrentActor,
@@ -38,9 +44,20 @@ from agents.rollout import (
     make_batched_env,
     rollout,
 )
+from agents.sharding import (
+    Rows,
+    full,
+    gather_counts,
+    global_mean,
+    moments,
+    normalize_over,
+    sum_,
+    task_rows,
+)
 from agents.video import record_episodes, side_by_side
 from metarl.config import NonNegativeFloat, PositiveFloat, PositiveInt, UnitInterval
 from metarl.contracts import MetaRLDistribution, TaskBatchLike
+from metarl.distributed import sync_grads_
 from metarl.errors import UsageError
 from metarl.seeding import make_generator, seeded
 
@@ -146,14 +163,17 @@ class RL2:
         copies: int,
         gen: torch.Generator,
         deterministic: bool = False,
+        rows: Rows | None = None,
     ) -> Trajectories:
-        """One trial of `episodes` episodes on `copies` env copies per task (a rollout)."""
+        """One trial of `episodes` episodes on `copies` env copies per task (a rollout);
+        `rows`: the tasks' rows of a sharded meta-batch (`agents.sharding`)."""
         env = self._env(tasks.num_tasks, copies)
         self.discrete = env.discrete
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen, device=gen.device))
         self.policy.eval()
-        actor = RecurrentActor(self.policy, gen, deterministic)
-        return rollout(env, tasks, actor, episodes, seed)
+        rows = rows or full(tasks.num_tasks)
+        actor = RecurrentActor(self.policy, gen, deterministic, rows.scale(copies))
+        return rollout(env, tasks, actor, episodes, seed, rows=rows)
 
     # -- the outer update -------------------------------------------------------------------
     def advantages(self, tb: TrialBatch) -> tuple[Tensor, Tensor]:
@@ -175,17 +195,25 @@ class RL2:
         adv = adv * mask
         return adv, adv + values
 
-    def _ppo(self, tb: TrialBatch) -> dict[str, float]:
+    def _ppo(self, tb: TrialBatch, rows: Rows | None = None) -> dict[str, float]:
+        """PPO epochs over the trials `[B, L]`; `rows`: they are these trial rows of a
+        sharded batch (every statistic is then the whole batch's, module docstring)."""
         c = self.cfg
+        rows = rows or full(tb.mask.shape[0])
         adv, returns = self.advantages(tb)
         if c.normalize_advantages:
-            adv = normalize(adv, tb.mask)
+            adv = normalize_over(adv, tb.mask, rows)
         if self.value_norm is not None:  # the value head learns standardised targets
-            self.value_norm.update(returns, tb.mask)
+            if rows.sharded:
+                self.value_norm.update_moments(*moments(returns, tb.mask, rows))
+            else:
+                self.value_norm.update(returns, tb.mask)
             returns = self.value_norm.normalize(returns) * tb.mask
         prev = tb.previous(bool(self.discrete))
-        b = tb.mask.shape[0]
+        b = rows.total
         chunks = min(c.minibatches, b)  # a small meta-batch gets fewer minibatches
+        # Valid steps of every trial of the batch: each minibatch's loss is a mean over them.
+        steps = gather_counts(tb.mask.sum(1), rows) if rows.sharded else None
         self.policy.train()
         sums: dict[str, float] = {}
         count = 0
@@ -193,28 +221,16 @@ class RL2:
             perm = torch.randperm(
                 b, generator=self.train_generator, device=self.train_generator.device
             )
-            for idx in perm.to(self.device).chunk(chunks):
-
-                def tm(x: Tensor, i: Tensor = idx) -> Tensor:  # time-major [L, b, ...]
-                    return x[i].transpose(0, 1)
-
-                dist, values, _ = self.policy(
-                    tm(tb.obs), *(tm(x) for x in prev), self.policy.initial_state(len(idx))
-                )
-                terms = ppo_loss(
-                    dist.log_prob(tm(tb.actions)),
-                    tm(tb.log_probs),
-                    tm(adv),
-                    c.clip_eps,
-                    tm(tb.mask),
-                    values=values,
-                    returns=tm(returns),
-                    entropy=dist.entropy(),
-                    value_coef=c.value_coef,
-                    entropy_coef=c.entropy_coef,
-                )
+            for chunk in perm.chunk(chunks):
+                idx, share = chunk.to(self.device), 1.0
+                if steps is not None:  # this rank's trials of the minibatch, and their share
+                    local = rows.local(chunk)
+                    share = float(steps[local + rows.start].sum() / steps[chunk].sum().clamp(min=1))
+                    idx = local.to(self.device)
                 self.optimizer.zero_grad(set_to_none=True)
-                terms["loss"].backward()
+                terms = self._minibatch(tb, prev, adv, returns, idx, share)
+                if steps is not None:
+                    sync_grads_(self.policy.parameters(), 1.0)
                 if c.max_grad_norm > 0:
                     norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
                     terms["grad_norm"] = norm
@@ -222,28 +238,86 @@ class RL2:
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach())
                 count += 1
+        if steps is not None:  # the minibatch terms were this rank's shares: sum them
+            grad_norm = sums.pop("grad_norm", None)
+            sums = global_mean(sums, 1.0, rows)
+            if grad_norm is not None:
+                sums["grad_norm"] = grad_norm
         return {k: v / count for k, v in sums.items()}
+
+    def _minibatch(
+        self,
+        tb: TrialBatch,
+        prev: tuple[Tensor, Tensor, Tensor],
+        adv: Tensor,
+        returns: Tensor,
+        idx: Tensor,
+        share: float,
+    ) -> dict[str, Tensor]:
+        """PPO terms of the trials `idx` (backpropagated), each times `share`: this rank's
+        part of the minibatch's valid steps (1.0 unsharded; no trials here: zeros)."""
+        c = self.cfg
+        if len(idx) == 0:
+            zero = torch.zeros((), device=self.device)
+            return dict.fromkeys(PPO_TERMS, zero)
+
+        def tm(x: Tensor) -> Tensor:  # time-major [L, b, ...]
+            return x[idx].transpose(0, 1)
+
+        dist, values, _ = self.policy(
+            tm(tb.obs), *(tm(x) for x in prev), self.policy.initial_state(len(idx))
+        )
+        terms = ppo_loss(
+            dist.log_prob(tm(tb.actions)),
+            tm(tb.log_probs),
+            tm(adv),
+            c.clip_eps,
+            tm(tb.mask),
+            values=values,
+            returns=tm(returns),
+            entropy=dist.entropy(),
+            value_coef=c.value_coef,
+            entropy_coef=c.entropy_coef,
+        )
+        if share != 1.0:
+            terms = {k: v * share for k, v in terms.items()}
+        terms["loss"].backward()
+        return terms
 
     # -- learner contract -------------------------------------------------------------------
     def meta_step(self, tasks: TaskBatchLike) -> dict[str, float]:
         """Play one trial per copy on each task, then PPO epochs over the trials."""
         c = self.cfg
-        traj = self.play(tasks, c.episodes_per_trial, c.trials_per_task, self.train_generator)
-        metrics = self._ppo(traj.trials())
+        rows = task_rows(tasks.num_tasks)  # a collective under torchrun
+        traj = self.play(
+            tasks, c.episodes_per_trial, c.trials_per_task, self.train_generator, rows=rows
+        )
+        metrics = self._ppo(traj.trials(), rows.scale(c.trials_per_task))
         returns = traj.returns_by_episode_index()  # [T, n]
-        metrics["trial_return"] = float(returns.sum(1).mean())
-        metrics["first_episode_return"] = float(returns[:, 0].mean())
-        metrics["last_episode_return"] = float(returns[:, -1].mean())
-        metrics["env_steps"] = float(traj.env_steps)
+        means = {
+            "trial_return": float(returns.sum(1).mean()),
+            "first_episode_return": float(returns[:, 0].mean()),
+            "last_episode_return": float(returns[:, -1].mean()),
+        }
+        metrics.update(global_mean(means, rows.weight, rows))
+        metrics["env_steps"] = float(sum_(torch.tensor([float(traj.env_steps)]), rows))
         return metrics
 
     def adapt(self, tasks: TaskBatchLike, budget: int) -> Trajectories:
         """A trial of `budget + 1` episodes: `budget` of experience, then the evaluated one."""
         if budget < 0:
             raise UsageError(f"budget must be >= 0 episodes, got {budget}")
+        return self._trial(tasks, budget, None)
+
+    def _trial(self, tasks: TaskBatchLike, budget: int, rows: Rows | None) -> Trajectories:
         c = self.cfg
         return self.play(
-            tasks, budget + 1, c.eval_trials_per_task, self.eval_generator, c.eval_deterministic
+            tasks,
+            budget + 1,
+            c.eval_trials_per_task,
+            self.eval_generator,
+            c.eval_deterministic,
+            rows,
         )
 
     def evaluate(self, adapted: Trajectories, tasks: TaskBatchLike) -> Tensor:
@@ -251,8 +325,12 @@ class RL2:
         return adapted.returns_by_episode_index()[:, -1]
 
     def adaptation_curve(self, tasks: TaskBatchLike, max_budget: int) -> Tensor:
-        """`[max_budget + 1, T]`: row b = mean return of episode b + 1, all in one trial."""
-        return self.adapt(tasks, max_budget).returns_by_episode_index().T
+        """`[max_budget + 1, T]`: row b = mean return of episode b + 1, all in one trial.
+        Under `torchrun`, a collective: each rank's tasks are its rows of the held-out batch."""
+        if max_budget < 0:
+            raise UsageError(f"budget must be >= 0 episodes, got {max_budget}")
+        trial = self._trial(tasks, max_budget, task_rows(tasks.num_tasks))
+        return trial.returns_by_episode_index().T
 
     def record(self, tasks: TaskBatchLike, width: int = 160, height: int = 120) -> np.ndarray:
         """Video `[F, H, 2W, 3]` uint8 of one trial on task 0: its first episode (left,
