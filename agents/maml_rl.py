@@ -537,9 +537,10 @@ class MAMLRL:
         metrics = {"loss": terms["loss"].item(), "kl": terms["approx_kl"].item()}
         metrics["clip_fraction"] = terms["clip_fraction"].item()
         if rows.sharded:  # the whole batch's: step means by step share, the KL penalty by task
-            penalty = float(terms.get("kl_penalty", torch.zeros(()))) * task_share
+            penalty = float(terms["kl_penalty"].detach()) * task_share if kls else 0.0
             means = global_mean(metrics, step_share, rows)
-            clip = sum_(torch.tensor([float(terms["clip_loss"]) * step_share + penalty]), rows)
+            clip = float(terms["clip_loss"].detach()) * step_share
+            clip = sum_(torch.tensor([clip + penalty], dtype=torch.float64), rows)
             metrics = {**means, "loss": float(clip)}
         if inner_kl:
             metrics.update(inner_kl=inner_kl[0], inner_kl_coeff=self.kl_coeffs[0])

@@ -447,7 +447,9 @@ class TaskInference:
                     terms["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
                 self.optimizer.step()
                 for k, val in terms.items():
-                    sums[k] = sums.get(k, 0.0) + float(val)
+                    sums[k] = sums.get(k, 0.0) + float(
+                        val.detach() if isinstance(val, Tensor) else val
+                    )
                 count += 1
         if c.normalize_obs:  # after the update, so it used the statistics the actor used
             a.obs_norm.update(obs, steps)
