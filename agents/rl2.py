@@ -49,9 +49,11 @@ from agents.sharding import (
     full,
     gather_counts,
     global_mean,
+    minibatches,
     moments,
     normalize_over,
     sum_,
+    sum_shares,
     task_rows,
 )
 from agents.video import record_episodes, side_by_side
@@ -221,15 +223,10 @@ class RL2:
             perm = torch.randperm(
                 b, generator=self.train_generator, device=self.train_generator.device
             )
-            for chunk in perm.chunk(chunks):
-                idx, share = chunk.to(self.device), 1.0
-                if steps is not None:  # this rank's trials of the minibatch, and their share
-                    local = rows.local(chunk)
-                    share = float(steps[local + rows.start].sum() / steps[chunk].sum().clamp(min=1))
-                    idx = local.to(self.device)
+            for idx, share in minibatches(perm, chunks, rows, self.device, steps):
                 self.optimizer.zero_grad(set_to_none=True)
                 terms = self._minibatch(tb, prev, adv, returns, idx, share)
-                if steps is not None:
+                if rows.sharded:
                     sync_grads_(self.policy.parameters(), 1.0)
                 if c.max_grad_norm > 0:
                     norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
@@ -238,12 +235,7 @@ class RL2:
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach())
                 count += 1
-        if steps is not None:  # the minibatch terms were this rank's shares: sum them
-            grad_norm = sums.pop("grad_norm", None)
-            sums = global_mean(sums, 1.0, rows)
-            if grad_norm is not None:
-                sums["grad_norm"] = grad_norm
-        return {k: v / count for k, v in sums.items()}
+        return {k: v / count for k, v in sum_shares(sums, rows).items()}
 
     def _minibatch(
         self,

@@ -18,6 +18,7 @@ formula itself, so the one-process numbers do not change.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -123,3 +124,33 @@ def moments(x: Tensor, mask: Tensor | None, rows: Rows) -> tuple[float, float, f
     stats = torch.stack([m.sum(), (x * m).sum(), (x.pow(2) * m).sum()])
     sum_(stats, rows)
     return float(stats[0]), float(stats[1]), float(stats[2])
+
+
+def minibatches(
+    perm: Tensor, chunks: int, rows: Rows, device: torch.device, weights: Tensor | None = None
+) -> Iterator[tuple[Tensor, float]]:
+    """The minibatches of `perm` (one permutation of the batch's `rows.total` rows, drawn
+    alike on every rank), each as (this rank's rows of it, local indices on `device`; their
+    share of the minibatch). The share is the fraction of its rows, or of its `weights`
+    (`[total]`, e.g. valid steps per trial) where given; a whole batch: all rows, 1.0."""
+    for chunk in perm.chunk(chunks):
+        if not rows.sharded:
+            yield chunk.to(device), 1.0
+            continue
+        local = rows.local(chunk)
+        if weights is None:
+            share = len(local) / len(chunk)
+        else:
+            w = weights.to(chunk.device)
+            share = float(w[local + rows.start].sum() / w[chunk].sum().clamp(min=1.0))
+        yield local.to(device), share
+
+
+def sum_shares(sums: dict[str, float], rows: Rows) -> dict[str, float]:
+    """Per-minibatch terms that were this rank's shares (`minibatches`), summed over ranks;
+    `grad_norm`, taken after the gradients were summed, is already the whole batch's."""
+    if not rows.sharded:
+        return sums
+    grad_norm = sums.pop("grad_norm", None)
+    out = global_mean(sums, 1.0, rows)
+    return out if grad_norm is None else {**out, "grad_norm": grad_norm}

@@ -59,9 +59,11 @@ from agents.sharding import (
     full,
     gather_counts,
     global_mean,
+    minibatches,
     moments,
     normalize_over,
     sum_,
+    sum_shares,
     task_rows,
 )
 from agents.video import record_episodes, side_by_side
@@ -286,26 +288,6 @@ class TaskActor:
         return ActorOutput(action, dist.log_prob(action), value, None)
 
 
-def _minibatches(perm: Tensor, chunks: int, steps: Rows, device: torch.device):
-    """The minibatches of `perm` (a permutation of the batch's `steps.total` rows), each as
-    (this rank's local row indices on `device`, their share of the minibatch)."""
-    for chunk in perm.chunk(chunks):
-        if not steps.sharded:
-            yield chunk.to(device), 1.0
-        else:
-            local = steps.local(chunk)
-            yield local.to(device), len(local) / len(chunk)
-
-
-def _summed(sums: dict[str, float], steps: Rows) -> dict[str, float]:
-    """Per-minibatch terms summed over ranks (each was a share); the grad norm is global."""
-    if not steps.sharded:
-        return sums
-    grad_norm = sums.pop("grad_norm", None)
-    out = global_mean(sums, 1.0, steps)
-    return out if grad_norm is None else {**out, "grad_norm": grad_norm}
-
-
 def history_windows(agent: Agent, traj: Trajectories) -> tuple[Tensor, Tensor]:
     """Every step's history window, as `HistoryActor` saw it: `[B, L, k, step_dim]` for the
     trials `[B, L]` (`Trajectories.trials`, valid steps first), and their mask `[B, L]`."""
@@ -427,7 +409,7 @@ class TaskInference:
             perm = torch.randperm(
                 n, generator=self.train_generator, device=self.train_generator.device
             )
-            for idx, share in _minibatches(perm, min(c.minibatches, n), steps, self.device):
+            for idx, share in minibatches(perm, min(c.minibatches, n), steps, self.device):
                 self.optimizer.zero_grad(set_to_none=True)
                 terms = dict.fromkeys(PPO_TERMS, 0.0)
                 if len(idx):
@@ -453,7 +435,7 @@ class TaskInference:
                 count += 1
         if c.normalize_obs:  # after the update, so it used the statistics the actor used
             a.obs_norm.update(obs, steps)
-        return {k: v / count for k, v in _summed(sums, steps).items()}
+        return {k: v / count for k, v in sum_shares(sums, steps).items()}
 
     def _step_rows(self, traj: Trajectories, rows: Rows) -> Rows:
         """This rank's valid steps (task-major) as rows of the whole batch's valid steps."""
@@ -480,7 +462,7 @@ class TaskInference:
             perm = torch.randperm(
                 steps.total, generator=self.train_generator, device=self.train_generator.device
             )
-            for idx, share in _minibatches(
+            for idx, share in minibatches(
                 perm, min(c.minibatches, steps.total), steps, self.device
             ):
                 self.adapter_optimizer.zero_grad(set_to_none=True)
