@@ -23,23 +23,21 @@ communication column).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from metarl.errors import UsageError
+from metarl.errors import RankLost, StoppedByRank0, UsageError
 
 TIMEOUT_ENV = "METARL_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 300.0
-
-
-class RankLost(RuntimeError):
-    """A collective failed: another rank died, was killed or stopped answering in time."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +55,8 @@ class World:
 
 _world = World()
 _comm_seconds = 0.0
+_batch: tuple[slice, int] | None = None  # the meta-batch being computed: (rows, num_tasks)
+_synced: set[int] = set()  # ids of parameters whose gradients sync_grads_ already summed
 
 
 def _env_int(name: str, default: int) -> int:
@@ -240,6 +240,7 @@ def sync_grads_(params: Iterable[torch.Tensor], weight: float) -> None:
         offset += n
     flat[: sum(sizes)].mul_(weight)
     _collective("sync_grads_", dist.all_reduce, flat)
+    _synced.update(id(p) for p in params)
     offset = 0
     for i, (p, n) in enumerate(zip(params, sizes, strict=True)):
         if float(flat[sum(sizes) + i]) > 0:
@@ -277,6 +278,102 @@ def gather_rows(t: torch.Tensor, num_rows: int, dim: int = 0) -> torch.Tensor:
     return rows.movedim(0, dim).to(t.device)
 
 
+@contextlib.contextmanager
+def meta_batch(num_tasks: int) -> Iterator[slice]:
+    """The block computes this rank's rows `shard(num_tasks)` of a batch of `num_tasks`
+    (the trainer's meta-step, one batch of held-out tasks): `batch_rows` and `batch_weight`
+    answer for it. Yields the rows."""
+    global _batch
+    rows, before = shard(num_tasks), _batch
+    _batch = (rows, num_tasks)
+    try:
+        yield rows
+    finally:
+        _batch = before
+
+
+def batch_rows(local: int) -> tuple[slice, int]:
+    """`(rows, num_tasks)`: where this rank's `local` tasks sit in the whole batch being
+    computed, and its size. A learner that draws its own random numbers per task draws them
+    for all `num_tasks` (identically on every rank) and keeps `rows`, so the draws equal one
+    process's. Outside `meta_batch` (or for another number of tasks): `(slice(0, local),
+    local)`, i.e. the learner's batch is the whole batch."""
+    if _batch is not None and _len(_batch[0]) == local:
+        return _batch
+    return slice(0, local), local
+
+
+def batch_weight() -> float:
+    """This rank's share `local / num_tasks` of the batch being computed (1 outside one)."""
+    if _batch is None:
+        return 1.0
+    return _len(_batch[0]) / _batch[1]
+
+
+def clip_grad_norm_(params: Iterable[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """`torch.nn.utils.clip_grad_norm_` on the *global* gradient: with several ranks the
+    gradients (local means) are first combined by `sync_grads_(params, batch_weight())`, so
+    the norm is the one of the whole meta-batch and every rank clips alike; the optimiser
+    hook of `attach_grad_sync` then does not sum them again. Returns the total norm."""
+    params = [p for p in params]
+    if _world.size > 1:
+        sync_grads_(params, batch_weight())
+    return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+
+def learner_optimizers(learner: Any) -> list[torch.optim.Optimizer]:
+    """The optimisers whose steps change a learner's parameters: `learner.optimizers()`
+    when it defines it, else `[learner.optimizer]` when it has one, else none."""
+    if hasattr(learner, "optimizers"):
+        return list(learner.optimizers())
+    opt = getattr(learner, "optimizer", None)
+    return [opt] if isinstance(opt, torch.optim.Optimizer) else []
+
+
+def _optimizer_params(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [p for group in opt.param_groups for p in group["params"]]
+
+
+def attach_grad_sync(optimizers: Iterable[torch.optim.Optimizer], weight: float) -> list[Any]:
+    """Before every `step()` of each optimiser, sum its parameters' gradients over ranks with
+    `sync_grads_(params, weight)` (weight: this rank's share of the meta-batch) -- the one place
+    gradients are combined for every learner that steps an optimiser. Gradients a learner
+    already combined itself (`sync_grads_`, `clip_grad_norm_`) since their last backward are
+    not summed twice. Nothing is attached with one process. Returns the hook handles."""
+    if _world.size == 1:
+        return []
+    handles: list[Any] = []
+    for opt in optimizers:
+        params = _optimizer_params(opt)
+
+        def before_step(
+            o: Any, args: Any, kwargs: Any, params: list[torch.Tensor] = params
+        ) -> None:
+            if not all(id(p) in _synced for p in params):
+                sync_grads_(params, weight)
+            _synced.difference_update(id(p) for p in params)
+
+        handles.append(opt.register_step_pre_hook(before_step))
+        for p in params:  # a new backward makes a gradient local again
+            if p.requires_grad:
+                handles.append(p.register_post_accumulate_grad_hook(_forget))
+    return handles
+
+
+def _forget(p: torch.Tensor) -> None:
+    _synced.discard(id(p))
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's `obj` (any picklable value, tensors included) on every rank; other ranks pass
+    anything (None). The identity with one process."""
+    if _world.size == 1:
+        return obj
+    box = [obj if _world.is_main else None]
+    _collective("broadcast", dist.broadcast_object_list, box, 0)
+    return box[0]
+
+
 def barrier() -> None:
     """Wait for every rank (nothing with one process); `RankLost` if one is gone."""
     if _world.size > 1:
@@ -296,6 +393,7 @@ def reset_comm_seconds() -> None:
 __all__ = [
     "World",
     "RankLost",
+    "StoppedByRank0",
     "init_world",
     "close_world",
     "get_world",
@@ -307,6 +405,13 @@ __all__ = [
     "sync_grads_",
     "gather_rows",
     "barrier",
+    "meta_batch",
+    "batch_rows",
+    "batch_weight",
+    "clip_grad_norm_",
+    "learner_optimizers",
+    "attach_grad_sync",
+    "broadcast_object",
     "comm_seconds",
     "reset_comm_seconds",
 ]

@@ -23,6 +23,20 @@ class NonFiniteError(RuntimeError):
     """A loss or statistic became NaN or infinite; training stops before checkpointing it."""
 
 
+class RankLost(RuntimeError):
+    """Under torchrun, a collective failed: another rank died, was killed or stopped answering
+    within the process-group timeout (exit code 1; the last checkpoint is intact)."""
+
+
+class StoppedByRank0(Exception):
+    """Rank 0 could not start the run and printed why; another rank stops quietly with its
+    exit code."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"rank 0 stopped the run (exit code {code})")
+        self.code = code
+
+
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during a run; the message names the checkpoint that was kept (or that none was)."""
 

@@ -1,0 +1,248 @@
+"""Meta-training on 2 real gloo processes equals it on one, for every few-shot learner: the
+parameters after several meta-iterations, the learner-owned random streams, the logged metrics
+(means over the whole meta-batch), the held-out curves (split across ranks and gathered); and
+the whole `train` path (checkpoint, TensorBoard, results.json), where rank 1 writes nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from metarl.checkpoint import load_checkpoint
+from metarl.distributed import get_world, init_world
+from metarl.fewshot import tasks as fewshot_tasks
+from metarl.registry import load_config
+from metarl.trainer import build_run, combine_metrics, distribute, meta_iteration, train
+from tests.conftest import OMNIGLOT_DIR
+from tests.test_distributed import free_port
+
+# 5 tasks on 2 ranks: the uneven split (3 + 2) with exact weights; eval batches of 6 split 3 + 3
+# and a last batch of 2 (8 held-out tasks), final batches 6 + 4.
+COMMON = [
+    "device=cpu",
+    "train.num_tasks=5",
+    "train.iterations=4",
+    "train.eval_interval=2",
+    "train.checkpoint_interval=2",
+    "train.log_interval=1",
+    "eval.num_tasks=8",
+    "eval.final_num_tasks=10",
+    "eval.batch_tasks=6",
+]
+OMNI = [f"task.data_dir={OMNIGLOT_DIR}", "eval.max_budget=2"]
+SMALL_CONV = ["learner.conv_channels=8"]
+
+CASES: dict[str, tuple[str, list[str]]] = {
+    "maml_second_order_vmap": ("sinusoid_maml", ["eval.max_budget=3"]),
+    "maml_second_order_loop": (
+        "sinusoid_maml",
+        ["eval.max_budget=3", "learner.task_batching=loop"],
+    ),
+    "fomaml": ("sinusoid_maml", ["eval.max_budget=2", "learner.first_order=true"]),
+    "metasgd": ("sinusoid_metasgd", ["eval.max_budget=2"]),
+    "anil": ("sinusoid_anil", ["eval.max_budget=2"]),
+    "maml_omniglot": (
+        "omniglot_maml_5w1s",
+        [*OMNI, *SMALL_CONV, "task.queries=2", "train.iterations=3"],
+    ),
+    "protonet": (
+        "omniglot_protonet_5w1s",
+        [*OMNI, *SMALL_CONV, "task.train_ways=5", "task.train_queries=2", "task.queries=2"],
+    ),
+    "matching": (
+        "omniglot_matching_1shot",
+        [*OMNI, *SMALL_CONV, "task.train_ways=5", "task.train_queries=2", "task.queries=2"],
+    ),
+    "relation": ("omniglot_relation_1shot", [*OMNI, *SMALL_CONV, "task.queries=2"]),
+    "siamese_distorted": (
+        "omniglot_siamese_1shot",
+        [*OMNI, *SMALL_CONV, "task.train_ways=5", "task.train_queries=2", "task.queries=2"],
+    ),
+    "reptile": (
+        "omniglot_reptile_5w1s",
+        [*OMNI, *SMALL_CONV, "task.train_shots=2", "learner.inner_batch=4"],
+    ),
+    "mann": (
+        "omniglot_mann_5w",
+        [
+            *OMNI,
+            "task.shots=3",
+            "task.queries=1",
+            "task.image_size=28",  # the size every other case reads
+            "learner.hidden_size=16",
+            "learner.memory_slots=8",
+            "learner.memory_width=8",
+            "learner.grad_clip=0.01",  # clips every step: the norm must be the global one
+        ],
+    ),
+    "lstm_optimizer": (
+        "quadratic_lstm_optimizer",
+        ["learner.optimizee_steps=6", "learner.unroll=3", "eval.max_budget=4"],
+    ),
+}
+OMNIGLOT_CASES = {k for k, (name, _) in CASES.items() if name.startswith("omniglot")}
+FULL = ["maml_second_order_vmap", "protonet"]  # also through `train` (files, TensorBoard)
+
+
+def case_config(case: str):
+    name, extra = CASES[case]
+    return load_config(name, [*COMMON, *extra])
+
+
+def engine_run(case: str, out: Path, iterations: int = 3) -> None:
+    """`iterations` meta-iterations of the engine (`meta_iteration`, the optimiser hooks of
+    `distribute`, metrics combined over ranks) and one held-out curve, saved to `out`."""
+    cfg = case_config(case)
+    run = build_run(cfg, out.parent / "unused", threads=1)
+    hooks = distribute(run)
+    metrics = [
+        combine_metrics(meta_iteration(run), False, cfg.train.num_tasks)[0]
+        for _ in range(iterations)
+    ]
+    curve = run.evaluate(cfg.eval.split, cfg.eval.num_tasks)
+    for hook in hooks:
+        hook.remove()
+    if get_world().is_main:
+        state = {"metrics": metrics, "curve": curve, "learner": run.learner.state_dict()}
+        torch.save(state, out)
+
+
+@contextlib.contextmanager
+def omniglot_loaded_once() -> Iterator[None]:
+    """Omniglot read from its cache once per process (the same arrays every case)."""
+    with pytest.MonkeyPatch.context() as mp_:
+        mp_.setattr(fewshot_tasks, "load_omniglot", functools.cache(fewshot_tasks.load_omniglot))
+        yield
+
+
+def _rank(rank: int, port: int, root: str, cases: list[str], full: list[str]) -> None:
+    os.environ.update(
+        WORLD_SIZE="2",
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        OMP_NUM_THREADS="1",
+    )
+    torch.set_num_threads(1)
+    init_world(torch.device("cpu"))
+    with omniglot_loaded_once():
+        for case in cases:
+            engine_run(case, Path(root) / "two" / f"{case}.pt")
+        for case in full:  # rank 1 has a folder of its own: it must not write (or create) it
+            train(case_config(case), Path(root) / f"rank{rank}" / case, progress=False)
+
+
+def biases_before_batch_norm(model: dict[str, torch.Tensor]) -> set[str]:
+    """Conv biases right before a batch norm (`P.0.bias` with a 4-d `P.0.weight` and a 1-d
+    `P.1.weight`), which subtracts them again: their meta-gradient is zero in exact arithmetic
+    and what they get is rounding noise, which Adam (outer, or Reptile's inner) turns into
+    full steps, so one and two processes move them differently. Nothing the network computes
+    depends on them."""
+    out = set()
+    for key in model:
+        if key.endswith(".0.bias"):
+            stem = key[: -len(".0.bias")]
+            conv, norm = model.get(f"{stem}.0.weight"), model.get(f"{stem}.1.weight")
+            if conv is not None and norm is not None and conv.dim() == 4 and norm.dim() == 1:
+                out.add(key)
+    return out
+
+
+def assert_close_states(a: dict[str, Any], b: dict[str, Any]) -> None:
+    skip = biases_before_batch_norm(a["model"])
+    model_a = {k: v for k, v in a["model"].items() if k not in skip}
+    model_b = {k: v for k, v in b["model"].items() if k not in skip}
+    torch.testing.assert_close(model_a, model_b, rtol=1e-4, atol=1e-5)
+    for key in ("step_sizes",):  # Meta-SGD's learned step sizes
+        if key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
+    gens_a, gens_b = a.get("generators", {}), b.get("generators", {})
+    assert gens_a.keys() == gens_b.keys()
+    for k in gens_a:  # learner-owned random streams moved exactly as in one process
+        assert torch.equal(gens_a[k], gens_b[k]), f"generator {k}"
+    if "scheduler" in a:
+        assert a["scheduler"] == b["scheduler"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every case run once by one process (root/one) and once by two (root/two); the full
+    trainer cases also trained (root/one_full, root/rank0)."""
+    root = tmp_path_factory.mktemp("dist")
+    have_omniglot = (OMNIGLOT_DIR / "images_background.npz").is_file()
+    cases = [c for c in CASES if have_omniglot or c not in OMNIGLOT_CASES]
+    full = [c for c in FULL if have_omniglot or c not in OMNIGLOT_CASES]
+    (root / "one").mkdir()
+    (root / "two").mkdir()
+    with omniglot_loaded_once():
+        for case in cases:
+            engine_run(case, root / "one" / f"{case}.pt")
+        for case in full:
+            train(case_config(case), root / "one_full" / case, progress=False)
+    mp.spawn(_rank, args=(free_port(), str(root), cases, full), nprocs=2, join=True)
+    return root
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_two_processes_step_like_one(runs: Path, case: str) -> None:
+    """Parameters, optimiser-owned and learner-owned state after 3 meta-iterations, the
+    metrics (means over the whole meta-batch) and the held-out curve (split across ranks)."""
+    if not (runs / "one" / f"{case}.pt").exists():
+        pytest.skip(f"offline Omniglot copy not found at {OMNIGLOT_DIR}")
+    one = torch.load(runs / "one" / f"{case}.pt", weights_only=False)
+    two = torch.load(runs / "two" / f"{case}.pt", weights_only=False)
+    assert_close_states(one["learner"], two["learner"])
+    assert len(one["metrics"]) == len(two["metrics"]) == 3
+    for m1, m2 in zip(one["metrics"], two["metrics"], strict=True):
+        assert m1.keys() == m2.keys()
+        assert list(m1.values()) == pytest.approx(list(m2.values()), rel=1e-4, abs=1e-6)
+    c1, c2 = one["curve"], two["curve"]
+    assert c1["num_tasks"] == c2["num_tasks"] == 8
+    assert c1["mean"] == pytest.approx(c2["mean"], rel=1e-4, abs=1e-5)
+    assert c1["ci95"] == pytest.approx(c2["ci95"], rel=1e-3, abs=1e-5)
+
+
+def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    acc = EventAccumulator(str(run_dir))
+    acc.Reload()
+    return {
+        tag: [(e.step, e.value) for e in acc.Scalars(tag)]
+        for tag in acc.Tags()["scalars"]
+        if tag.startswith(("meta/", "adapt/", "final/"))
+    }
+
+
+@pytest.mark.parametrize("case", FULL)
+def test_trainer_on_two_processes_equals_one(runs: Path, case: str) -> None:
+    """The whole `train` path: checkpoint, TensorBoard scalars, results.json."""
+    one, two = runs / "one_full" / case, runs / "rank0" / case
+    if not one.exists():
+        pytest.skip(f"offline Omniglot copy not found at {OMNIGLOT_DIR}")
+    a, b = (load_checkpoint(d / "checkpoints/last.pt") for d in (one, two))
+    assert a["iteration"] == b["iteration"] == 4
+    assert_close_states(a["learner"], b["learner"])
+    ra, rb = (json.loads((d / "results.json").read_text()) for d in (one, two))
+    assert ra["curve"]["num_tasks"] == rb["curve"]["num_tasks"] == 10
+    assert ra["curve"]["mean"] == pytest.approx(rb["curve"]["mean"], rel=1e-4, abs=1e-5)
+    sa, sb = scalars(one), scalars(two)
+    assert sa.keys() == sb.keys() and any(k.startswith("adapt/") for k in sa)
+    for tag in sa:  # meta/ metrics are the means over the whole meta-batch
+        assert [s for s, _ in sa[tag]] == [s for s, _ in sb[tag]] != [], tag
+        assert [v for _, v in sa[tag]] == pytest.approx([v for _, v in sb[tag]], rel=1e-3), tag
+
+
+def test_only_rank_0_writes(runs: Path) -> None:
+    assert not (runs / "rank1").exists()
+    files = {p.name for p in (runs / "rank0" / FULL[0]).iterdir()}
+    assert {"config.yaml", "checkpoints", "results.json", "curves.png"} <= files
