@@ -307,6 +307,7 @@ class MAMLRL:
     """
 
     budget_name = "steps"
+    distributed = True  # meta_step / curves take a shard of the batch (agents.sharding)
     metric = "return"
     higher_is_better = True
 

@@ -126,6 +126,7 @@ class RL2:
     """RL² learner (`policy: gru`) and memory-augmented policy learner (`policy: memory`)."""
 
     metric = "return"
+    distributed = True  # meta_step / curves take a shard of the batch (agents.sharding)
     higher_is_better = True
     budget_name = "episodes"
 

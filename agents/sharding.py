@@ -1,10 +1,12 @@
 """A rank's rows of a meta-batch, for the RL learners under `torchrun` (`metarl.distributed`).
 
 The trainer gives each rank `tasks.select(shard(num_tasks))`: contiguous rows of the whole
-meta-batch. An RL learner then makes its rank's part of the one-process computation:
+meta-batch, inside `metarl.distributed.meta_batch(num_tasks)` (the meta-step, and each batch
+of held-out tasks). An RL learner then makes its rank's part of the one-process computation:
 
-- `task_rows(local_tasks)` says where those rows sit (`Rows`: start, count, total); it is
-  a collective when the world has several ranks (every rank must call it), free with one;
+- `task_rows(local_tasks)` says where those rows sit (`Rows`: start, count, total), from
+  `metarl.distributed.batch_rows`: outside a `meta_batch` (one process, or a call on rank 0
+  alone such as a video) the tasks are the whole batch;
 - rollouts draw every random number for the *whole* batch and keep the rank's rows
   (`agents.rollout.sample_action`), and seed env copy `i` with `seed + global copy index`,
   so rolling out rows `a:b` gives rows `a:b` of the whole batch's rollout, bit for bit;
@@ -25,7 +27,7 @@ import torch
 from torch import Tensor
 
 from agents.advantages import normalize
-from metarl.distributed import all_reduce_, get_world
+from metarl.distributed import all_reduce_, batch_rows
 
 
 @dataclass(frozen=True)
@@ -63,16 +65,11 @@ def full(num: int) -> Rows:
 
 
 def task_rows(num_tasks: int) -> Rows:
-    """Where this rank's `num_tasks` tasks sit in the meta-batch (all ranks' tasks in rank
-    order). A collective when the world has several ranks: call it on every rank."""
-    world = get_world()
-    if world.size == 1:
-        return full(num_tasks)
-    counts = torch.zeros(world.size, dtype=torch.int64)
-    counts[world.rank] = num_tasks
-    all_reduce_(counts)
-    start = int(counts[: world.rank].sum())
-    return Rows(start, num_tasks, int(counts.sum()))
+    """Where this rank's `num_tasks` tasks sit in the batch being computed (all ranks' tasks
+    in rank order; `metarl.distributed.meta_batch`); the whole batch outside one. When the
+    rows are a shard, the learner's next steps are collectives: every rank takes them."""
+    rows, total = batch_rows(num_tasks)
+    return Rows(int(rows.start), num_tasks, total)
 
 
 def sum_(t: Tensor, rows: Rows) -> Tensor:

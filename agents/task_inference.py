@@ -312,6 +312,7 @@ class TaskInference:
     """The task-inference learner (module docstring); `mode` gives the blind / oracle rows."""
 
     metric = "return"
+    distributed = True  # meta_step / curves take a shard of the batch (agents.sharding)
     higher_is_better = True
     budget_name = "episodes"
     headline_budget = 0

@@ -17,7 +17,7 @@ import torch
 import torch.multiprocessing as mp
 
 from metarl import distributed
-from metarl.distributed import gather_rows, shard
+from metarl.distributed import gather_rows, meta_batch
 
 NUM_TASKS, ITERATIONS, EVAL_TASKS = 5, 3, 3
 
@@ -92,16 +92,19 @@ def _parameters(learner: Any) -> dict[str, torch.Tensor]:
 
 def run_case(name: str) -> dict[str, Any]:
     """Train case `name` for `ITERATIONS` meta-steps on this rank's rows of each meta-batch
-    (every rank draws the whole batch from one generator), then its held-out curve."""
+    (every rank draws the whole batch from one generator), then its held-out curve: what the
+    trainer does (`metarl.trainer`), at the learner's level."""
     torch.set_num_threads(1)
     dist, learner = CASES[name]()
     gen = torch.Generator().manual_seed(11)
     metrics = []
     for _ in range(ITERATIONS):
         tasks = dist.sample("train", NUM_TASKS, gen)
-        metrics.append(learner.meta_step(tasks.select(shard(NUM_TASKS))))
+        with meta_batch(NUM_TASKS) as rows:
+            metrics.append(learner.meta_step(tasks.select(rows)))
     held_out = dist.sample("test", EVAL_TASKS, torch.Generator().manual_seed(12))
-    curve = learner.adaptation_curve(held_out.select(shard(EVAL_TASKS)), 1)
+    with meta_batch(EVAL_TASKS) as rows:
+        curve = learner.adaptation_curve(held_out.select(rows), 1)
     return {
         "params": _parameters(learner),
         "metrics": metrics,
