@@ -540,9 +540,9 @@ class MAMLRL:
         if rows.sharded:  # the whole batch's: step means by step share, the KL penalty by task
             penalty = float(terms["kl_penalty"].detach()) * task_share if kls else 0.0
             means = global_mean(metrics, step_share, rows)
-            clip = float(terms["clip_loss"].detach()) * step_share
-            clip = sum_(torch.tensor([clip + penalty], dtype=torch.float64), rows)
-            metrics = {**means, "loss": float(clip)}
+            own = float(terms["clip_loss"].detach()) * step_share + penalty
+            loss_sum = sum_(torch.tensor([own], dtype=torch.float64), rows)
+            metrics = {**means, "loss": float(loss_sum)}
         if inner_kl:
             metrics.update(inner_kl=inner_kl[0], inner_kl_coeff=self.kl_coeffs[0])
         return metrics

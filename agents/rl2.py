@@ -281,7 +281,7 @@ class RL2:
     def meta_step(self, tasks: TaskBatchLike) -> dict[str, float]:
         """Play one trial per copy on each task, then PPO epochs over the trials."""
         c = self.cfg
-        rows = task_rows(tasks.num_tasks)  # a collective under torchrun
+        rows = task_rows(tasks.num_tasks)  # this rank's rows of the meta-batch
         traj = self.play(
             tasks, c.episodes_per_trial, c.trials_per_task, self.train_generator, rows=rows
         )

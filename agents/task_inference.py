@@ -412,7 +412,7 @@ class TaskInference:
             )
             for idx, share in minibatches(perm, min(c.minibatches, n), steps, self.device):
                 self.optimizer.zero_grad(set_to_none=True)
-                terms = dict.fromkeys(PPO_TERMS, 0.0)
+                terms = dict.fromkeys(PPO_TERMS, torch.zeros((), device=self.device))
                 if len(idx):
                     z = None if a.z_dim == 0 else a.embed(feats)[task_of[idx]]
                     dist, v = a.dist_value(obs[idx], z)
@@ -430,9 +430,7 @@ class TaskInference:
                     terms["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
                 self.optimizer.step()
                 for k, val in terms.items():
-                    sums[k] = sums.get(k, 0.0) + float(
-                        val.detach() if isinstance(val, Tensor) else val
-                    )
+                    sums[k] = sums.get(k, 0.0) + float(val.detach())
                 count += 1
         if c.normalize_obs:  # after the update, so it used the statistics the actor used
             a.obs_norm.update(obs, steps)
@@ -485,7 +483,7 @@ class TaskInference:
         """Phase 1: a PPO update; phase 2: a regression of the adaptation module on z."""
         c = self.cfg
         phase = self.phase
-        rows = task_rows(tasks.num_tasks)  # a collective under torchrun
+        rows = task_rows(tasks.num_tasks)  # this rank's rows of the meta-batch
         gen = self.train_generator
         traj = self.play(tasks, c.episodes_per_trial, c.envs_per_task, gen, phase == 2, rows=rows)
         metrics = self._ppo(tasks, traj, rows) if phase == 1 else self._regress(tasks, traj, rows)

@@ -1,14 +1,18 @@
 """The RL learners with the meta-batch split across 2 real `torch.distributed` (gloo)
 processes equal one process: the same parameters after 3 meta-iterations, the same metrics,
 the same held-out adaptation curve (split across the ranks and gathered), and each rank
-stepping only its own tasks' env copies. 5 tasks on 2 ranks: an uneven split (3 + 2).
+stepping only its own tasks' env copies; and the whole `train` path (checkpoint,
+results.json) for RL² and MAML-TRPO. 5 tasks on 2 ranks: an uneven split (3 + 2).
 
 One spawn of two processes runs every case (they start once: torch's import dominates)."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,10 @@ import torch
 import torch.multiprocessing as mp
 
 from metarl import distributed
+from metarl.checkpoint import load_checkpoint
 from metarl.distributed import gather_rows, meta_batch
+from metarl.registry import load_config
+from metarl.trainer import train
 
 NUM_TASKS, ITERATIONS, EVAL_TASKS = 5, 3, 3
 
@@ -30,6 +37,18 @@ def _rl2_bandit():
     cfg = RL2Config(
         hidden_size=8, episodes_per_trial=4, trials_per_task=2, ppo_epochs=2, minibatches=3,
         normalize_values=True, outer_lr=1e-2,
+    )  # fmt: skip
+    return dist, build_rl2(cfg, dist, torch.device("cpu"), 0)
+
+
+def _rl2_memory_tabular():
+    from agents.rl2 import RL2Config, build_rl2
+    from envs.tensor import TabularMDPDistribution
+
+    dist = TabularMDPDistribution(num_states=3, num_actions=2, horizon=3)
+    cfg = RL2Config(
+        policy="memory", hidden_size=8, memory_slots=4, memory_width=4, episodes_per_trial=2,
+        ppo_epochs=2, minibatches=2, max_grad_norm=0.05, outer_lr=1e-2,
     )  # fmt: skip
     return dist, build_rl2(cfg, dist, torch.device("cpu"), 0)
 
@@ -67,6 +86,7 @@ def _task_inference():
 
 CASES = {
     "rl2_bandit": _rl2_bandit,
+    "rl2_memory_tabular": _rl2_memory_tabular,  # clips every step: the global norm
     "maml_trpo_navigation": lambda: _maml(),
     "maml_promp_metasgd_navigation": lambda: _maml(
         outer="promp", learn_inner_lr=True, promp_steps=2, inner_loss="lvc"
@@ -113,6 +133,31 @@ def run_case(name: str) -> dict[str, Any]:
     }
 
 
+# The `train` path: shipped configs at tiny budgets (eval batches of 2 on 2 ranks: 1 + 1).
+TINY = [
+    "device=cpu", "train.num_tasks=5", "train.iterations=3", "train.eval_interval=2",
+    "train.checkpoint_interval=1", "train.log_interval=1", "eval.num_tasks=3",
+    "eval.final_num_tasks=4", "eval.batch_tasks=2", "eval.max_budget=2", "eval.video=false",
+]  # fmt: skip
+TRAIN = {
+    "bandit_rl2": ("bandit_rl2_k5_n10", ["learner.episodes_per_trial=4", "learner.hidden_size=16"]),
+    "navigation_trpo": (
+        "navigation_maml_trpo",
+        [
+            "task.horizon=10",
+            "learner.episodes_per_task=4",
+            "learner.hidden_sizes=[16]",
+            "learner.cg_damping=0.1",
+        ],  # fmt: skip
+    ),
+}
+
+
+def train_case(name: str, run_dir: Path) -> dict[str, Any]:
+    config, extra = TRAIN[name]
+    return train(load_config(config, [*TINY, *extra]), run_dir, progress=False, threads=1)
+
+
 def _worker(rank: int, size: int, port: int, out: str, names: list[str]) -> None:
     os.environ.update(
         WORLD_SIZE=str(size), RANK=str(rank), LOCAL_RANK=str(rank),
@@ -121,6 +166,8 @@ def _worker(rank: int, size: int, port: int, out: str, names: list[str]) -> None
     distributed.init_world(torch.device("cpu"))
     try:
         results = {name: run_case(name) for name in names}
+        for name in TRAIN:  # rank 1 gets a folder of its own: it must write nothing there
+            train_case(name, Path(out) / f"train{rank}" / name)
     finally:
         distributed.close_world()
     torch.save(results, Path(out) / f"rank{rank}.pt")
@@ -148,8 +195,10 @@ def runs(tmp_path_factory) -> dict[str, Any]:
     ranks = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
     old = torch.get_num_threads()
     one = {name: run_case(name) for name in names}  # this process: a world of one
+    for name in TRAIN:
+        train_case(name, out / "train_one" / name)
     torch.set_num_threads(old)
-    return {"one": one, "ranks": ranks}
+    return {"one": one, "ranks": ranks, "root": out}
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -199,3 +248,38 @@ def test_each_rank_steps_only_its_own_tasks_env_copies(runs, name):
         assert sorted(envs) == sorted(
             [(held_out, held_out * per_task[EVAL_TASKS]), (train, train * per_task[NUM_TASKS])]
         )
+
+
+@pytest.mark.parametrize("name", list(TRAIN))
+def test_train_on_two_processes_equals_one(runs, name):
+    """`metarl train` under torchrun: rank 0's checkpoint and results.json are the one
+    process's; rank 1 wrote nothing."""
+    one, two = (runs["root"] / d / name for d in ("train_one", "train0"))
+    a, b = (load_checkpoint(d / "checkpoints" / "last.pt") for d in (one, two))
+    assert a["iteration"] == b["iteration"] == 3
+    torch.testing.assert_close(a["learner"]["model"], b["learner"]["model"], rtol=1e-4, atol=5e-5)
+    for key in ("train", "eval"):  # the learner's own random streams moved alike
+        assert torch.equal(a["learner"]["generators"][key], b["learner"]["generators"][key])
+    ra, rb = (json.loads((d / "results.json").read_text())["curve"] for d in (one, two))
+    assert ra["num_tasks"] == rb["num_tasks"] == 4
+    assert rb["mean"] == pytest.approx(ra["mean"], rel=1e-4, abs=1e-5)
+    assert not (runs["root"] / "train1").exists()
+
+
+@pytest.mark.slow
+def test_torchrun_command_line_trains_rl2_like_one_process(tmp_path):
+    """`torchrun --nproc-per-node 2 -m metarl train ...` end to end (the spawned `train` path
+    above covers the same behaviour faster)."""
+    config, extra = TRAIN["bandit_rl2"]
+    args = ["-m", "metarl", "train", config, *TINY, *extra, "--no-progress", "--run-dir"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", METARL_DIST_TIMEOUT="60")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    for cmd, where in (
+        ([sys.executable, *args], "one"),
+        ([*torchrun, "--nproc-per-node", "2", *args], "two"),
+    ):
+        done = subprocess.run([*cmd, str(tmp_path / where)], env=env, capture_output=True,
+                              text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+    one, two = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("one", "two"))
+    assert two["curve"]["mean"] == pytest.approx(one["curve"]["mean"], rel=1e-4, abs=1e-5)
