@@ -52,7 +52,8 @@ def _train(args: argparse.Namespace) -> None:
     run_dir = Path(args.run_dir or Path("runs") / cfg.name)
     progress = None if not args.no_progress else False
     results = train(cfg, run_dir, progress=progress, threads=args.threads)
-    _report(results, run_dir)
+    if _speaker() == "":  # under torchrun, rank 0 reports
+        _report(results, run_dir)
 
 
 def _resume(args: argparse.Namespace) -> None:
@@ -70,7 +71,9 @@ def _resume(args: argparse.Namespace) -> None:
     cfg = from_dict(RunConfig, load_yaml(config_file), "")
     validate(cfg)
     progress = None if not args.no_progress else False
-    _report(train(cfg, run_dir, progress=progress, threads=args.threads), run_dir)
+    results = train(cfg, run_dir, progress=progress, threads=args.threads)
+    if _speaker() == "":  # under torchrun, rank 0 reports
+        _report(results, run_dir)
 
 
 def _report(results: dict, run_dir: Path) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -160,8 +161,12 @@ def _len(s: slice) -> int:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The gist of a backend error: its first line, without gloo's source location and
+    advice (`[.../pair.cc:537] Read error ...: Connection reset by peer. This is ...`)."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    line = text.splitlines()[0] if text else type(exc).__name__
+    line = re.sub(r"^\[[^\]]*\]\s*", "", line)
+    return line.split(". This is typically")[0].strip()
 
 
 def _comm_device(t: torch.Tensor) -> torch.device:

@@ -92,6 +92,12 @@ CASES: dict[str, tuple[str, list[str]]] = {
 }
 OMNIGLOT_CASES = {k for k, (name, _) in CASES.items() if name.startswith("omniglot")}
 FULL = ["maml_second_order_vmap", "protonet"]  # also through `train` (files, TensorBoard)
+# so small that every `train` call stops after one meta-iteration: 3 calls are 2 resumes
+ONE_STEP = ["train.max_minutes=1e-9", "train.eval_interval=0"]
+
+
+def resume_config():
+    return load_config("sinusoid_maml", [*COMMON, "eval.max_budget=2", *ONE_STEP])
 
 
 def case_config(case: str):
@@ -141,6 +147,8 @@ def _rank(rank: int, port: int, root: str, cases: list[str], full: list[str]) ->
             engine_run(case, Path(root) / "two" / f"{case}.pt")
         for case in full:  # rank 1 has a folder of its own: it must not write (or create) it
             train(case_config(case), Path(root) / f"rank{rank}" / case, progress=False)
+        for _ in range(2):  # iteration 1, then resumed by two processes: iteration 2
+            train(resume_config(), Path(root) / f"rank{rank}" / "resume", progress=False)
 
 
 def biases_before_batch_norm(model: dict[str, torch.Tensor]) -> set[str]:
@@ -190,7 +198,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
             engine_run(case, root / "one" / f"{case}.pt")
         for case in full:
             train(case_config(case), root / "one_full" / case, progress=False)
+    for _ in range(3):
+        train(resume_config(), root / "one_full" / "resume", progress=False)
     mp.spawn(_rank, args=(free_port(), str(root), cases, full), nprocs=2, join=True)
+    # the run of two processes resumed by one: iteration 3
+    train(resume_config(), root / "rank0" / "resume", progress=False)
     return root
 
 
@@ -240,6 +252,18 @@ def test_trainer_on_two_processes_equals_one(runs: Path, case: str) -> None:
     for tag in sa:  # meta/ metrics are the means over the whole meta-batch
         assert [s for s, _ in sa[tag]] == [s for s, _ in sb[tag]] != [], tag
         assert [v for _, v in sa[tag]] == pytest.approx([v for _, v in sb[tag]], rel=1e-3), tag
+
+
+def test_a_run_of_two_processes_resumes_on_two_and_on_one_equal(runs: Path) -> None:
+    """Iteration 1 on two processes, resumed on two (2), then on one (3), equals three
+    one-process calls (each resuming the last)."""
+    one, two = runs / "one_full" / "resume", runs / "rank0" / "resume"
+    a, b = (load_checkpoint(d / "checkpoints/last.pt") for d in (one, two))
+    assert a["iteration"] == b["iteration"] == 3
+    assert_close_states(a["learner"], b["learner"])
+    assert torch.equal(a["generators"]["train_tasks"], b["generators"]["train_tasks"])
+    ra, rb = (json.loads((d / "results.json").read_text()) for d in (one, two))
+    assert ra["curve"]["mean"] == pytest.approx(rb["curve"]["mean"], rel=1e-4, abs=1e-5)
 
 
 def test_only_rank_0_writes(runs: Path) -> None:
