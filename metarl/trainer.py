@@ -282,7 +282,7 @@ def join_world(cfg: RunConfig) -> dist.World:
     return dist.init_world(resolve_device(cfg.device))
 
 
-def _refuse_undistributed(learner: Any, cfg: RunConfig) -> None:
+def check_distributable(learner: Any, cfg: RunConfig) -> None:
     if dist.get_world().size > 1 and not getattr(learner, "distributed", False):
         raise UsageError(
             f"learner.kind {cfg.learner.get('kind')} does not train on several processes yet "
@@ -353,7 +353,7 @@ def train(
             if main and (run_dir / "results.json").exists():
                 read_results(run_dir / "results.json")  # fail now, not after training
             run = build_run(cfg, run_dir, threads)
-            _refuse_undistributed(run.learner, cfg)
+            check_distributable(run.learner, cfg)
             run.progress = progress if main else False
             state = load_checkpoint(run.checkpoint_path) if resuming else None
             if state is not None:
