@@ -188,7 +188,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="metarl", description=__doc__.split("\n")[0])
+    p = _Parser(
+        prog="metarl",
+        description=__doc__.split("\n")[0],
+        epilog="Several processes or machines: `torchrun --nproc-per-node N -m metarl train "
+        "CONFIG ...` (and resume) splits every meta-batch across them; rank 0 writes the run "
+        "directory (README: Training on several processes and machines).",
+    )
     threads_help = (
         "CPU threads for torch (default: 1 for models under a million numbers, which only "
         "slow down with more; torch's default for larger ones or when OMP_NUM_THREADS is set)"
