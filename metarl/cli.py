@@ -16,7 +16,14 @@ import threading
 import typing
 from pathlib import Path
 
-from metarl.errors import NonFiniteError, RankLost, RunInterrupted, StoppedByRank0, UsageError
+from metarl.errors import (
+    EveryRankError,
+    NonFiniteError,
+    RankLost,
+    RunInterrupted,
+    StoppedByRank0,
+    UsageError,
+)
 
 _OS_HINTS = {
     errno.ENOSPC: "free disk space or choose another folder",
@@ -308,9 +315,11 @@ def _speaker() -> str | None:
     return f"rank {rank}/{size}: " if joined else None
 
 
-def _say(text: str) -> None:
+def _say(text: str, every_rank: bool = False) -> None:
+    """Print the error line (`every_rank`: an error every rank raised alike, which rank 0
+    alone prints)."""
     prefix = _speaker()
-    if prefix is not None:
+    if prefix is not None and not (every_rank and prefix):
         print(f"metarl: {prefix}{text}", file=sys.stderr)
 
 
@@ -334,7 +343,7 @@ def _run(argv: list[str] | None) -> int:
     try:
         args.func(args)
     except UsageError as exc:
-        _say(f"error: {exc}")
+        _say(f"error: {exc}", every_rank=isinstance(exc, EveryRankError))
         return 2
     except (NonFiniteError, RankLost) as exc:
         _say(f"stopped: {exc}")

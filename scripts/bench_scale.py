@@ -58,7 +58,9 @@ BENCHES: dict[str, dict[str, Any]] = {
 
 
 # -- one process of a measurement (run by torchrun, or directly for 1 process) ---------------
-def worker(config: str, overrides: list[str], iterations: int, out: Path) -> None:
+def worker(config: str, overrides: list[str], iterations: int, out: Path, pin: bool = True) -> None:
+    """Time `iterations` meta-iterations (after one warm-up) of this rank; rank 0 writes `out`.
+    `pin`: this process on core `RANK` alone."""
     import torch
 
     from metarl import distributed as dist
@@ -67,7 +69,7 @@ def worker(config: str, overrides: list[str], iterations: int, out: Path) -> Non
     from metarl.trainer import build_run, check_distributable, distribute, meta_iteration
 
     rank = int(os.environ.get("RANK", "0"))
-    if hasattr(os, "sched_setaffinity"):
+    if pin and hasattr(os, "sched_setaffinity"):
         cores = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {cores[rank % len(cores)]})
     torch.set_num_threads(1)
