@@ -16,7 +16,14 @@ import threading
 import typing
 from pathlib import Path
 
-from metarl.errors import NonFiniteError, RankLost, RunInterrupted, StoppedByRank0, UsageError
+from metarl.errors import (
+    EveryRankError,
+    NonFiniteError,
+    RankLost,
+    RunInterrupted,
+    StoppedByRank0,
+    UsageError,
+)
 
 _OS_HINTS = {
     errno.ENOSPC: "free disk space or choose another folder",
@@ -52,7 +59,8 @@ def _train(args: argparse.Namespace) -> None:
     run_dir = Path(args.run_dir or Path("runs") / cfg.name)
     progress = None if not args.no_progress else False
     results = train(cfg, run_dir, progress=progress, threads=args.threads)
-    _report(results, run_dir)
+    if _speaker() == "":  # under torchrun, rank 0 reports
+        _report(results, run_dir)
 
 
 def _resume(args: argparse.Namespace) -> None:
@@ -70,7 +78,9 @@ def _resume(args: argparse.Namespace) -> None:
     cfg = from_dict(RunConfig, load_yaml(config_file), "")
     validate(cfg)
     progress = None if not args.no_progress else False
-    _report(train(cfg, run_dir, progress=progress, threads=args.threads), run_dir)
+    results = train(cfg, run_dir, progress=progress, threads=args.threads)
+    if _speaker() == "":  # under torchrun, rank 0 reports
+        _report(results, run_dir)
 
 
 def _report(results: dict, run_dir: Path) -> None:
@@ -185,7 +195,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="metarl", description=__doc__.split("\n")[0])
+    p = _Parser(
+        prog="metarl",
+        description=__doc__.split("\n")[0],
+        epilog="Several processes or machines: `torchrun --nproc-per-node N -m metarl train "
+        "CONFIG ...` (and resume) splits every meta-batch across them; rank 0 writes the run "
+        "directory (README: Training on several processes and machines).",
+    )
     threads_help = (
         "CPU threads for torch (default: 1 for models under a million numbers, which only "
         "slow down with more; torch's default for larger ones or when OMP_NUM_THREADS is set)"
@@ -299,9 +315,11 @@ def _speaker() -> str | None:
     return f"rank {rank}/{size}: " if joined else None
 
 
-def _say(text: str) -> None:
+def _say(text: str, every_rank: bool = False) -> None:
+    """Print the error line (`every_rank`: an error every rank raised alike, which rank 0
+    alone prints)."""
     prefix = _speaker()
-    if prefix is not None:
+    if prefix is not None and not (every_rank and prefix):
         print(f"metarl: {prefix}{text}", file=sys.stderr)
 
 
@@ -325,7 +343,7 @@ def _run(argv: list[str] | None) -> int:
     try:
         args.func(args)
     except UsageError as exc:
-        _say(f"error: {exc}")
+        _say(f"error: {exc}", every_rank=isinstance(exc, EveryRankError))
         return 2
     except (NonFiniteError, RankLost) as exc:
         _say(f"stopped: {exc}")

@@ -11,20 +11,27 @@ their loss, and the meta-gradients are combined before the optimiser steps:
     sync_grads_(params, weight=(rows.stop - rows.start) / num_tasks)  # the global mean
     optimizer.step()                           # identical on every rank
 
+The trainer does this once for every learner: `attach_grad_sync` puts `sync_grads_` in a step
+pre-hook of the learner's optimisers, and `meta_batch(num_tasks)` tells a learner that draws
+its own random numbers where its rows sit in the batch (`batch_rows`), so its draws equal one
+process's. A learner that needs the summed gradient before its step (to clip its global norm)
+calls `clip_grad_norm_` or `sync_grads_` itself; the hook does not sum those again.
+
 With one process (no `WORLD_SIZE`, or 1) every function is the identity (`sync_grads_` only
 scales by `weight`, which is then 1), so the one-process path does not change.
 
 Gloo on CPU, NCCL on CUDA, chosen from the training device. The process-group timeout
 (`METARL_DIST_TIMEOUT` seconds, default 300) bounds how long a rank waits for a peer that
-died or hangs; a failed collective raises `RankLost` (one line, no traceback in the CLI).
-Time spent inside the collectives is summed in `comm_seconds()` (the scaling benchmark's
-communication column).
+hangs; a failed collective raises `RankLost` (one line, no traceback in the CLI). Time spent
+inside the collectives is summed in `comm_seconds()` (the scaling benchmark's communication
+column).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -160,8 +167,12 @@ def _len(s: slice) -> int:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The gist of a backend error: its first line, without gloo's source location and
+    advice (`[.../pair.cc:537] Read error ...: Connection reset by peer. This is ...`)."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    line = text.splitlines()[0] if text else type(exc).__name__
+    line = re.sub(r"^\[[^\]]*\]\s*", "", line)
+    return line.split(". This is typically")[0].strip()
 
 
 def _comm_device(t: torch.Tensor) -> torch.device:

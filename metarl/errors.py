@@ -15,6 +15,11 @@ class UsageError(ValueError):
     """Bad input from the user. The message says what was wrong and how to fix it."""
 
 
+class EveryRankError(UsageError):
+    """A UsageError every torchrun rank raises alike (the same config on each): rank 0 alone
+    prints it."""
+
+
 class DataError(UsageError):
     """Missing, corrupt or mis-shaped data. The message names the file and how to get it."""
 

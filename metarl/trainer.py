@@ -50,7 +50,7 @@ from metarl.config import (
     to_dict,
 )
 from metarl.contracts import Learner, TaskDistribution
-from metarl.errors import DataError, NonFiniteError, RunInterrupted, UsageError
+from metarl.errors import DataError, EveryRankError, NonFiniteError, RunInterrupted, UsageError
 from metarl.evaluation import adaptation_curve, format_curve, within_episode_curve
 from metarl.logger import RunLogger, encode_gif, save_curve_png
 from metarl.resources import check_fits, choose_threads
@@ -273,18 +273,20 @@ def _postfix(metrics: dict[str, float], learner: Any, limit: int = 3) -> dict[st
 
 
 def join_world(cfg: RunConfig) -> dist.World:
-    """Join the processes torchrun started (one process: `World()`), after the checks that
-    every rank makes alike: the meta-batch must give each rank a task, the learner must train
-    on several processes equally to one."""
+    """Join the processes torchrun started (one process: `World()`), after the check every
+    rank makes alike before anything is written: the meta-batch must give each rank a task."""
     size = dist._env_int("WORLD_SIZE", 1)
     if size > 1:
         dist.shard(cfg.train.num_tasks, dist.World(0, size))  # UsageError: fewer tasks than ranks
     return dist.init_world(resolve_device(cfg.device))
 
 
-def _refuse_undistributed(learner: Any, cfg: RunConfig) -> None:
+def check_distributable(learner: Any, cfg: RunConfig) -> None:
+    """UsageError under torchrun unless the learner declares `distributed = True`: its
+    meta-step on a shard of the tasks, with the engine's gradient sums, equals one process's
+    (tested per learner in tests/test_distributed_train.py)."""
     if dist.get_world().size > 1 and not getattr(learner, "distributed", False):
-        raise UsageError(
+        raise EveryRankError(
             f"learner.kind {cfg.learner.get('kind')} does not train on several processes yet "
             f"(its meta-step is not proven equal to one process's when its tasks are split); "
             f"run it without torchrun (one process)"
@@ -325,6 +327,8 @@ def _tell_stopped(exc: BaseException, told: _Told) -> None:
     """Rank 0 failed before telling the others how to start: tell them to stop (quietly,
     with its exit code) instead of leaving them to the process-group timeout."""
     world = dist.get_world()
+    if isinstance(exc, EveryRankError):  # the others raised it too: nobody waits
+        return
     if world.size > 1 and world.is_main and not told.done:
         code = 2 if isinstance(exc, (UsageError, OSError)) else 1
         with contextlib.suppress(dist.RankLost):
@@ -353,7 +357,7 @@ def train(
             if main and (run_dir / "results.json").exists():
                 read_results(run_dir / "results.json")  # fail now, not after training
             run = build_run(cfg, run_dir, threads)
-            _refuse_undistributed(run.learner, cfg)
+            check_distributable(run.learner, cfg)
             run.progress = progress if main else False
             state = load_checkpoint(run.checkpoint_path) if resuming else None
             if state is not None:
@@ -414,8 +418,7 @@ def _loop(run: Run, progress: bool | None, final_eval: bool) -> dict[str, Any]:
                     f"{exc} at iteration {step}; training stopped and {run.kept()}; lower "
                     f"learner.outer_lr or learner.inner_lr and run again"
                 ) from None
-            out_of_time = t.max_minutes > 0 and time.perf_counter() - started > 60 * t.max_minutes
-            metrics, out_of_time = combine_metrics(metrics, out_of_time, t.num_tasks)
+            metrics = combine_metrics(metrics, t.num_tasks)
             _check_finite(metrics, step, run)
             run.iteration = step
             bar.update(1)
@@ -428,6 +431,9 @@ def _loop(run: Run, progress: bool | None, final_eval: bool) -> dict[str, Any]:
                 curve = run.evaluate(cfg.eval.split, cfg.eval.num_tasks)
                 if logger is not None:
                     logger.curve(curve, step)
+            out_of_time = t.max_minutes > 0 and _any_rank(
+                time.perf_counter() - started > 60 * t.max_minutes
+            )
             if step % t.checkpoint_interval == 0 or step == t.iterations or out_of_time:
                 run.save()
             if out_of_time:
@@ -482,27 +488,26 @@ def _local(tasks: Any, rows: slice) -> Any:
     if dist.get_world().size == 1:
         return tasks
     if not hasattr(tasks, "select"):
-        raise UsageError(
+        raise EveryRankError(
             f"the tasks of this task.kind ({type(tasks).__name__}) cannot be split across "
             f"processes (no select); run it without torchrun"
         )
     return tasks.select(rows)
 
 
-def combine_metrics(
-    metrics: dict[str, float], stop: bool, num_tasks: int
-) -> tuple[dict[str, float], bool]:
-    """The means over the whole meta-batch of each rank's metrics (means over its rows), and
-    whether any rank ran out of time, in one collective: every rank then logs, checks and
-    stops alike. Unchanged with one process."""
+def combine_metrics(metrics: dict[str, float], num_tasks: int) -> dict[str, float]:
+    """The means over the whole meta-batch of each rank's metrics (means over its rows, so
+    `sum_r share_r * value_r`), in one collective: every rank then logs and checks alike.
+    Unchanged with one process."""
+    return dist.weighted_mean(metrics, dist.local_weight(num_tasks))
+
+
+def _any_rank(flag: bool) -> bool:
+    """True on every rank when it is True on any (e.g. out of time by its own clock)."""
     if dist.get_world().size == 1:
-        return metrics, stop
-    keys = list(metrics)
-    w = dist.local_weight(num_tasks)
-    buf = torch.tensor([float(metrics[k]) * w for k in keys] + [float(stop)], dtype=torch.float64)
-    dist.all_reduce_(buf)
-    values = buf.tolist()
-    return dict(zip(keys, values[:-1], strict=True)), values[-1] > 0
+        return flag
+    buf = torch.tensor([float(flag)])
+    return bool(dist.all_reduce_(buf).item() > 0)
 
 
 def record_video(run: Run, logger: RunLogger | None, split: str) -> Path | None:

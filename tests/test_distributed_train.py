@@ -18,9 +18,11 @@ import torch
 import torch.multiprocessing as mp
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from metarl import distributed as D
 from metarl.checkpoint import load_checkpoint
-from metarl.distributed import get_world, init_world
+from metarl.errors import EveryRankError
 from metarl.fewshot import tasks as fewshot_tasks
+from metarl.fewshot.maml import MAML
 from metarl.registry import load_config
 from metarl.trainer import build_run, combine_metrics, distribute, meta_iteration, train
 from tests.conftest import OMNIGLOT_DIR
@@ -92,6 +94,12 @@ CASES: dict[str, tuple[str, list[str]]] = {
 }
 OMNIGLOT_CASES = {k for k, (name, _) in CASES.items() if name.startswith("omniglot")}
 FULL = ["maml_second_order_vmap", "protonet"]  # also through `train` (files, TensorBoard)
+# so small that every `train` call stops after one meta-iteration: 3 calls are 2 resumes
+ONE_STEP = ["train.max_minutes=1e-9", "train.eval_interval=0"]
+
+
+def resume_config():
+    return load_config("sinusoid_maml", [*COMMON, "eval.max_budget=2", *ONE_STEP])
 
 
 def case_config(case: str):
@@ -105,14 +113,11 @@ def engine_run(case: str, out: Path, iterations: int = 3) -> None:
     cfg = case_config(case)
     run = build_run(cfg, out.parent / "unused", threads=1)
     hooks = distribute(run)
-    metrics = [
-        combine_metrics(meta_iteration(run), False, cfg.train.num_tasks)[0]
-        for _ in range(iterations)
-    ]
+    metrics = [combine_metrics(meta_iteration(run), cfg.train.num_tasks) for _ in range(iterations)]
     curve = run.evaluate(cfg.eval.split, cfg.eval.num_tasks)
     for hook in hooks:
         hook.remove()
-    if get_world().is_main:
+    if D.get_world().is_main:
         state = {"metrics": metrics, "curve": curve, "learner": run.learner.state_dict()}
         torch.save(state, out)
 
@@ -125,6 +130,35 @@ def omniglot_loaded_once() -> Iterator[None]:
         yield
 
 
+def collective_checks() -> dict[str, Any]:
+    """all_reduce_, sync_grads_ (weights, None gradients), gather_rows (uneven, dim 0 and -1),
+    weighted_mean and the comm timer on this rank of 2; 5 rows split 3 + 2."""
+    rank = D.get_world().rank
+    out: dict[str, Any] = {}
+    t = torch.tensor([1.0, 2.0]) * (rank + 1)
+    out["sum"] = D.all_reduce_(t).tolist()
+    # row i of 5 has gradient i + 1: local means, weighted by the shares, give the global mean;
+    # b has a gradient on rank 0 only (None counts as zero), c on no rank (stays None)
+    a = torch.nn.Parameter(torch.zeros(2, 2))
+    b = torch.nn.Parameter(torch.zeros(3))
+    c = torch.nn.Parameter(torch.zeros(1))
+    rows = D.shard(5)
+    local = torch.arange(5.0)[rows] + 1
+    a.grad = torch.full((2, 2), float(local.mean()))
+    b.grad = torch.ones(3) if rank == 0 else None
+    D.sync_grads_([a, b, c], D.local_weight(5))
+    out["a"], out["c"] = a.grad.tolist(), c.grad
+    out["b"] = b.grad.tolist() if b.grad is not None else None
+    mine = torch.arange(5.0)[rows]
+    out["rows"] = D.gather_rows(mine[:, None].repeat(1, 2), 5).tolist()
+    out["cols"] = D.gather_rows(mine[None, :].repeat(3, 1), 5, dim=-1).tolist()
+    out["weighted"] = D.weighted_mean({"loss": float(local.mean())}, D.local_weight(5))
+    before = D.comm_seconds()
+    D.barrier()
+    out["timed"] = D.comm_seconds() > before > 0
+    return out
+
+
 def _rank(rank: int, port: int, root: str, cases: list[str], full: list[str]) -> None:
     os.environ.update(
         WORLD_SIZE="2",
@@ -135,12 +169,20 @@ def _rank(rank: int, port: int, root: str, cases: list[str], full: list[str]) ->
         OMP_NUM_THREADS="1",
     )
     torch.set_num_threads(1)
-    init_world(torch.device("cpu"))
+    assert D.init_world(torch.device("cpu")) == D.World(rank, 2)
+    assert D.init_world(torch.device("cpu")) == D.World(rank, 2)  # idempotent
+    torch.save(collective_checks(), Path(root) / f"collectives{rank}.pt")
     with omniglot_loaded_once():
         for case in cases:
             engine_run(case, Path(root) / "two" / f"{case}.pt")
         for case in full:  # rank 1 has a folder of its own: it must not write (or create) it
             train(case_config(case), Path(root) / f"rank{rank}" / case, progress=False)
+        for _ in range(2):  # iteration 1, then resumed by two processes: iteration 2
+            train(resume_config(), Path(root) / f"rank{rank}" / "resume", progress=False)
+    # a learner that does not declare `distributed = True` is refused, before anything is kept
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(EveryRankError, match="yet"):
+        patch.setattr(MAML, "distributed", False)
+        train(resume_config(), Path(root) / f"rank{rank}" / "refused", progress=False)
 
 
 def biases_before_batch_norm(model: dict[str, torch.Tensor]) -> set[str]:
@@ -185,13 +227,33 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     full = [c for c in FULL if have_omniglot or c not in OMNIGLOT_CASES]
     (root / "one").mkdir()
     (root / "two").mkdir()
+    # the two processes run beside this one, which computes the one-process references
+    two = mp.spawn(_rank, args=(free_port(), str(root), cases, full), nprocs=2, join=False)
     with omniglot_loaded_once():
         for case in cases:
             engine_run(case, root / "one" / f"{case}.pt")
         for case in full:
             train(case_config(case), root / "one_full" / case, progress=False)
-    mp.spawn(_rank, args=(free_port(), str(root), cases, full), nprocs=2, join=True)
+    for _ in range(3):
+        train(resume_config(), root / "one_full" / "resume", progress=False)
+    while not two.join():  # re-raises a rank's failure
+        pass
+    # the run of two processes resumed by one: iteration 3
+    train(resume_config(), root / "rank0" / "resume", progress=False)
     return root
+
+
+def test_collectives_on_gloo(runs: Path) -> None:
+    for rank in (0, 1):
+        out = torch.load(runs / f"collectives{rank}.pt", weights_only=False)
+        assert out["sum"] == [3.0, 6.0]
+        assert out["a"] == [[3.0, 3.0], [3.0, 3.0]]  # the mean of 1..5
+        assert out["b"] == pytest.approx([0.6] * 3)  # rank 0's share 3/5, summed with zeros
+        assert out["c"] is None
+        assert out["rows"] == [[float(i), float(i)] for i in range(5)]
+        assert out["cols"] == [[float(i) for i in range(5)]] * 3
+        assert out["weighted"]["loss"] == pytest.approx(3.0)
+        assert out["timed"] is True
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -242,7 +304,20 @@ def test_trainer_on_two_processes_equals_one(runs: Path, case: str) -> None:
         assert [v for _, v in sa[tag]] == pytest.approx([v for _, v in sb[tag]], rel=1e-3), tag
 
 
+def test_a_run_of_two_processes_resumes_on_two_and_on_one_equal(runs: Path) -> None:
+    """Iteration 1 on two processes, resumed on two (2), then on one (3), equals three
+    one-process calls (each resuming the last)."""
+    one, two = runs / "one_full" / "resume", runs / "rank0" / "resume"
+    a, b = (load_checkpoint(d / "checkpoints/last.pt") for d in (one, two))
+    assert a["iteration"] == b["iteration"] == 3
+    assert_close_states(a["learner"], b["learner"])
+    assert torch.equal(a["generators"]["train_tasks"], b["generators"]["train_tasks"])
+    ra, rb = (json.loads((d / "results.json").read_text()) for d in (one, two))
+    assert ra["curve"]["mean"] == pytest.approx(rb["curve"]["mean"], rel=1e-4, abs=1e-5)
+
+
 def test_only_rank_0_writes(runs: Path) -> None:
     assert not (runs / "rank1").exists()
+    assert not (runs / "rank0" / "refused").exists()  # a learner not proven equal: refused
     files = {p.name for p in (runs / "rank0" / FULL[0]).iterdir()}
     assert {"config.yaml", "checkpoints", "results.json", "curves.png"} <= files
