@@ -39,10 +39,11 @@ Randomness: env noise comes from `seed` (copy `i` is seeded `seed + i`, as in Gy
 vector envs); action noise only from the actor's `torch.Generator`.
 
 Shards (`torchrun`, `agents.sharding`): `rollout(..., rows=r)` plays tasks `r.start ..` of a
-meta-batch of `r.total`, and gives exactly those rows of the whole batch's rollout: copy `i`
-is seeded `seed + r.start * C + i` (its global index), actors built with `rows` draw the
-action noise of the whole batch and keep their rows, and the all-finished check counts every
-rank's copies (the generators then advance alike on every rank).
+meta-batch of `r.total`, and gives those rows of the whole batch's rollout (the same random
+numbers; floats up to the last-bit rounding of the policy's batched products): copy `i` is
+seeded `seed + r.start * C + i` (its global index), actors built with `rows` draw the action
+noise of the whole batch and keep their rows, and the all-finished check counts every rank's
+copies (the generators then advance alike on every rank).
 """
 
 from __future__ import annotations

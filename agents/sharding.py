@@ -9,7 +9,9 @@ of held-out tasks). An RL learner then makes its rank's part of the one-process 
   alone such as a video) the tasks are the whole batch;
 - rollouts draw every random number for the *whole* batch and keep the rank's rows
   (`agents.rollout.sample_action`), and seed env copy `i` with `seed + global copy index`,
-  so rolling out rows `a:b` gives rows `a:b` of the whole batch's rollout, bit for bit;
+  so rolling out rows `a:b` gives rows `a:b` of the whole batch's rollout: the same random
+  numbers and env seeds, discrete actions and episode flags to the bit, floats to rounding
+  (BLAS may round a batched product over fewer rows differently in the last bit);
 - every statistic over the batch goes through the helpers below (sums all-reduced, means
   weighted by local / global counts), so every rank takes the same outer step and equals the
   one-process step within float tolerance.
