@@ -211,8 +211,14 @@ class ValueNormalizer:
         count = float(m.sum())
         if count == 0:
             return
-        mean = float((x * m).sum()) / count
-        mean_sq = float((x.pow(2) * m).sum()) / count
+        self.update_moments(count, float((x * m).sum()), float((x.pow(2) * m).sum()))
+
+    def update_moments(self, count: float, total: float, total_sq: float) -> None:
+        """Fold in a batch given by its valid count, sum and sum of squares (a batch split
+        across ranks: `agents.sharding.moments`); `update` is this on one tensor."""
+        if count == 0:
+            return
+        mean, mean_sq = total / count, total_sq / count
         if not (math.isfinite(mean) and math.isfinite(mean_sq)):
             raise NonFiniteError("value targets are not finite")
         self.avg = self.beta * self.avg + (1.0 - self.beta) * mean

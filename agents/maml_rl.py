@@ -23,6 +23,13 @@ advantages from the linear feature baseline.
 
 Budget = inner steps. The adaptation curve rolls out the policy after 0..K steps; the
 episodes of step k are both row k of the curve and the support of step k + 1 (as MAML-RL).
+
+Under `torchrun` (`agents.sharding`) each rank rolls out and adapts its own tasks (the
+baseline is fitted per task, so it stays local); the outer step sums every rank's share:
+TRPO's surrogate, its gradient, each Fisher-vector product and the line search's surrogates
+and KLs (`agents.optim.trpo_step(reduce=...)`); ProMP's loss is weighted by the rank's share
+of valid steps (clipped surrogate) and of tasks (inner KLs), its gradients summed before
+Adam, and the inner KLs that adapt its penalty are the whole batch's.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ from agents.rollout import (
     rollout,
     sample_action,
 )
+from agents.sharding import Rows, full, global_mean, sum_, task_rows
 from agents.video import record_episodes, side_by_side
 from metarl import inner_loop
 from metarl.config import (
@@ -68,6 +76,7 @@ from metarl.config import (
     UnitInterval,
 )
 from metarl.contracts import MetaRLDistribution, TaskBatchLike
+from metarl.distributed import sync_grads_
 from metarl.errors import NonFiniteError, UsageError
 from metarl.inner_loop import Params, expand_params, named_params
 from metarl.seeding import make_generator, seeded
@@ -158,6 +167,7 @@ class PerTaskActor:
 
     Copies are task-major, so obs `[N, O]` reshapes to `[T, C, O]` (for the oracle the env
     has already appended the task parameters: `make_batched_env(..., task_in_obs=True)`).
+    `rows`: the tasks' rows of a sharded meta-batch (`agents.rollout.sample_action`).
     """
 
     def __init__(
@@ -166,9 +176,10 @@ class PerTaskActor:
         params: Params,
         generator: torch.Generator,
         deterministic: bool = False,
+        rows: Rows | None = None,
     ) -> None:
         self.policy, self.generator = policy, generator
-        self.deterministic = deterministic
+        self.deterministic, self.rows = deterministic, rows
         self.params = {k: v.detach() for k, v in params.items()}
         for value in self.params.values():
             _finite("policy parameters", value)
@@ -180,7 +191,7 @@ class PerTaskActor:
     @torch.no_grad()
     def __call__(self, obs, prev_action, prev_reward, prev_done, state) -> ActorOutput:
         dist = policy_dist(self.policy, self.params, obs.view(self.num_tasks, -1, obs.shape[-1]))
-        action = sample_action(dist, self.generator, self.deterministic)
+        action = sample_action(dist, self.generator, self.deterministic, self.rows)
         logp = dist.log_prob(action).flatten(0, 1)
         return ActorOutput(action.flatten(0, 1), logp, torch.zeros_like(logp), None)
 
@@ -296,6 +307,7 @@ class MAMLRL:
     """
 
     budget_name = "steps"
+    distributed = True  # meta_step / curves take a shard of the batch (agents.sharding)
     metric = "return"
     higher_is_better = True
 
@@ -340,11 +352,19 @@ class MAMLRL:
             )
         return self._envs[num_tasks]
 
-    def play(self, tasks: TaskBatchLike, params: Params, generator: torch.Generator) -> RLBatch:
-        """Roll out per-task parameters `[T, ...]`: `episodes_per_task` episodes per task."""
+    def play(
+        self,
+        tasks: TaskBatchLike,
+        params: Params,
+        generator: torch.Generator,
+        rows: Rows | None = None,
+    ) -> RLBatch:
+        """Roll out per-task parameters `[T, ...]`: `episodes_per_task` episodes per task;
+        `rows`: the tasks' rows of a sharded meta-batch (`agents.sharding`)."""
         seed = int(torch.randint(2**31 - 1, (1,), generator=generator, device=generator.device))
-        actor = PerTaskActor(self.policy, params, generator)
-        traj = rollout(self._env(tasks.num_tasks), tasks, actor, num_episodes=1, seed=seed)
+        actor = PerTaskActor(self.policy, params, generator, rows=rows)
+        env = self._env(tasks.num_tasks)
+        traj = rollout(env, tasks, actor, num_episodes=1, seed=seed, rows=rows)
         return process(traj, self.cfg)
 
     def theta(self) -> Params:
@@ -356,44 +376,48 @@ class MAMLRL:
         lrs = {LR_PREFIX + k: v for k, v in (self.step_sizes or {}).items()}
         return {**named_params(self.policy), **lrs}
 
-    def collect(self, tasks: TaskBatchLike) -> Collected:
+    def collect(self, tasks: TaskBatchLike, rows: Rows | None = None) -> Collected:
         """Supports (one per inner step, each played by the parameters adapted so far), then
         the query rollout of the adapted parameters, with the training generator."""
         params = expand_params(self.theta(), tasks.num_tasks)
         supports, samplers = [], []
+        gen = self.train_generator
         for _ in range(self.cfg.adapt_steps):
-            supports.append(self.play(tasks, params, self.train_generator))
+            supports.append(self.play(tasks, params, gen, rows))
             samplers.append(params)
             params = self._inner_step(params, supports[-1])
-        return Collected(supports, samplers, self.play(tasks, params, self.train_generator), params)
+        return Collected(supports, samplers, self.play(tasks, params, gen, rows), params)
 
     # -- outer steps ------------------------------------------------------------------------
     def meta_step(self, tasks: TaskBatchLike) -> dict[str, float]:
-        """Sample support and query for each task, then one TRPO or ProMP outer update."""
-        collected = self.collect(tasks)
-        self.env_steps += collected.env_steps  # training experience only (not evaluation)
-        metrics = self.outer_step(collected)
-        c = collected
+        """Sample support and query for each task, then one TRPO or ProMP outer update.
+        Under `torchrun`, a collective: `tasks` are this rank's rows of the meta-batch."""
+        rows = task_rows(tasks.num_tasks)
+        c = self.collect(tasks, rows)
+        env_steps = int(sum_(torch.tensor([c.env_steps], dtype=torch.int64), rows))
+        self.env_steps += env_steps  # training experience only (not evaluation)
+        metrics = self.outer_step(c, rows)
         pre = c.supports[0].returns if c.supports else c.query.returns
-        metrics.update(
-            return_pre=pre.mean().item(),
-            return_post=c.query.returns.mean().item(),
-            env_steps=float(c.env_steps),
-        )
+        means = {"return_pre": pre.mean().item(), "return_post": c.query.returns.mean().item()}
+        metrics.update(global_mean(means, rows.weight, rows), env_steps=float(env_steps))
         return metrics
 
-    def outer_step(self, collected: Collected) -> dict[str, float]:
-        """One TRPO or ProMP update of the meta-parameters on `collected` experience."""
+    def outer_step(self, collected: Collected, rows: Rows | None = None) -> dict[str, float]:
+        """One TRPO or ProMP update of the meta-parameters on `collected` experience;
+        `rows`: its tasks' rows of a sharded meta-batch (the update is the whole batch's)."""
+        rows = rows or full(collected.query.returns.shape[0])
         with torch.no_grad():
             old = detach_distribution(
                 policy_dist(self.policy, collected.adapted, collected.query.obs)
             )
         if self.cfg.outer == "trpo":
-            return self._trpo(collected.supports, collected.query, old)
-        return self._promp(collected.supports, collected.samplers, collected.query, old)
+            return self._trpo(collected.supports, collected.query, old, rows)
+        return self._promp(collected.supports, collected.samplers, collected.query, old, rows)
 
-    def _trpo(self, supports: list[RLBatch], query: RLBatch, old: Distribution) -> dict[str, float]:
-        num_tasks = query.returns.shape[0]
+    def _trpo(
+        self, supports: list[RLBatch], query: RLBatch, old: Distribution, rows: Rows
+    ) -> dict[str, float]:
+        num_tasks, share = query.returns.shape[0], rows.weight  # share: 1.0 unsharded
         old_logp = old.log_prob(query.actions)
         cache: list[Any] = [None, None]  # the line search asks surrogate and KL of one dict
 
@@ -406,13 +430,15 @@ class MAMLRL:
                 cache[:] = [p, policy_dist(self.policy, params, query.obs)]
             return cache[1]
 
-        def surrogate(p: Params) -> Tensor:
+        def surrogate(p: Params) -> Tensor:  # this rank's share of the mean over tasks
             logp = adapted_dist(p).log_prob(query.actions)
-            return pg_surrogate(logp, old_logp, query.advantages, query.mask, PG_DIMS).mean()
+            surr = pg_surrogate(logp, old_logp, query.advantages, query.mask, PG_DIMS)
+            return surr.mean() * share
 
         def kl(p: Params) -> Tensor:
-            value = mean_task_kl(old, adapted_dist(p), query.mask)
-            _finite("KL", value)
+            value = mean_task_kl(old, adapted_dist(p), query.mask) * share
+            if not rows.sharded:  # sharded: trpo_step rejects a non-finite summed KL
+                _finite("KL", value)
             return value
 
         first_order = dataclasses.replace(self.cfg, first_order=True)
@@ -422,7 +448,8 @@ class MAMLRL:
             params = adapt_params(
                 self.policy, expand_params(w, num_tasks), supports, first_order, lrs
             )
-            return mean_task_kl(old, policy_dist(self.policy, params, query.obs), query.mask)
+            dist = policy_dist(self.policy, params, query.obs)
+            return mean_task_kl(old, dist, query.mask) * share
 
         c = self.cfg
         meta = self._meta_params()
@@ -436,6 +463,7 @@ class MAMLRL:
             c.backtrack_ratio,
             c.max_backtracks,
             fisher_kl_fn=fisher_kl if c.fisher == "first_order" else None,
+            reduce=(lambda t: sum_(t, rows)) if rows.sharded else None,
         )
         with torch.no_grad():
             for k, v in meta.items():
@@ -453,9 +481,16 @@ class MAMLRL:
         samplers: list[Params],
         query: RLBatch,
         old: Distribution,
+        rows: Rows,
     ) -> dict[str, float]:
         assert self.optimizer is not None
         old_logp = old.log_prob(query.actions)
+        # This rank's shares: of the valid query steps (the clipped surrogate is a mean over
+        # them) and of the tasks (each inner KL is a mean over tasks); 1.0 unsharded.
+        step_share, task_share = 1.0, rows.weight
+        if rows.sharded:
+            mine = query.mask.sum().double().reshape(1).cpu()
+            step_share = float(mine) / float(sum_(mine.clone(), rows))
         with torch.no_grad():
             pre_dists = [
                 detach_distribution(policy_dist(self.policy, p, b.obs))
@@ -475,11 +510,25 @@ class MAMLRL:
             terms = promp_loss(
                 logp, old_logp, query.advantages, kls, self.kl_coeffs, self.cfg.clip_eps, query.mask
             )
-            _finite("ProMP loss", terms["loss"])
+            loss = terms["loss"]
+            if rows.sharded:  # this rank's share of the loss; the gradients are then summed
+                loss = terms["clip_loss"] * step_share
+                if kls:
+                    loss = loss + terms["kl_penalty"] * task_share
+                _finite("ProMP loss", sum_(loss.detach().reshape(1).clone(), rows))
+            else:
+                _finite("ProMP loss", loss)
             self.optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
+            loss.backward()
+            if rows.sharded:
+                sync_grads_(self._meta_params().values(), 1.0)
             self.optimizer.step()
-        inner_kl = [k.item() for k in kls]
+        kl_now = torch.stack([k.detach() for k in kls]) if kls else torch.zeros(0)
+        inner_kl = (
+            sum_((kl_now * task_share).double().cpu(), rows).tolist()
+            if rows.sharded
+            else [k.item() for k in kls]
+        )
         _finite("inner KL", torch.tensor(inner_kl))
         if self.cfg.adaptive_inner_kl:
             self.kl_coeffs = [
@@ -488,6 +537,12 @@ class MAMLRL:
             ]
         metrics = {"loss": terms["loss"].item(), "kl": terms["approx_kl"].item()}
         metrics["clip_fraction"] = terms["clip_fraction"].item()
+        if rows.sharded:  # the whole batch's: step means by step share, the KL penalty by task
+            penalty = float(terms["kl_penalty"].detach()) * task_share if kls else 0.0
+            means = global_mean(metrics, step_share, rows)
+            own = float(terms["clip_loss"].detach()) * step_share + penalty
+            loss_sum = sum_(torch.tensor([own], dtype=torch.float64), rows)
+            metrics = {**means, "loss": float(loss_sum)}
         if inner_kl:
             metrics.update(inner_kl=inner_kl[0], inner_kl_coeff=self.kl_coeffs[0])
         return metrics
@@ -504,21 +559,21 @@ class MAMLRL:
         return self.cfg.inner_lr if self.step_sizes is None else self.step_sizes
 
     def _adaptation(
-        self, tasks: TaskBatchLike, budget: int, last: bool
+        self, tasks: TaskBatchLike, budget: int, last: bool, rows: Rows | None = None
     ) -> tuple[Params, list[Tensor]]:
         """Parameters after `budget` steps and each rollout's return `[T]` (the adapted
-        policy's too if `last`)."""
+        policy's too if `last`); `rows`: the tasks' rows of a sharded held-out batch."""
         if budget < 0:
             raise UsageError(f"adaptation budget must be >= 0 inner steps, got {budget}")
         params = expand_params(self.theta(), tasks.num_tasks)
-        rows = []
+        returns = []
         for _ in range(budget):
-            batch = self.play(tasks, params, self.eval_generator)
-            rows.append(batch.returns)
+            batch = self.play(tasks, params, self.eval_generator, rows)
+            returns.append(batch.returns)
             params = self._inner_step(params, batch)
         if last:
-            rows.append(self.play(tasks, params, self.eval_generator).returns)
-        return params, rows
+            returns.append(self.play(tasks, params, self.eval_generator, rows).returns)
+        return params, returns
 
     def adapt(self, tasks: TaskBatchLike, budget: int) -> Params:
         """Per-task parameters `[T, ...]` after `budget` inner steps, each on fresh episodes."""
@@ -529,8 +584,12 @@ class MAMLRL:
         return self.play(tasks, adapted, self.eval_generator).returns
 
     def adaptation_curve(self, tasks: TaskBatchLike, max_budget: int) -> Tensor:
-        """Mean query return after 0..max_budget inner steps: `[max_budget + 1, T]`."""
-        return torch.stack(self._adaptation(tasks, max_budget, last=True)[1])
+        """Mean query return after 0..max_budget inner steps: `[max_budget + 1, T]`. Under
+        `torchrun`, a collective: each rank's tasks are its rows of the held-out batch."""
+        if max_budget < 0:
+            raise UsageError(f"adaptation budget must be >= 0 inner steps, got {max_budget}")
+        rows = task_rows(tasks.num_tasks)
+        return torch.stack(self._adaptation(tasks, max_budget, True, rows)[1])
 
     def record(self, tasks: TaskBatchLike, width: int = 160, height: int = 120) -> np.ndarray:
         """Video `[F, H, 2W, 3]` uint8 of one episode on task 0: the meta-learned policy

@@ -155,6 +155,10 @@ def _clip_terms(
     return {"policy_loss": policy_loss, "clip_fraction": clip_fraction, "approx_kl": approx_kl}
 
 
+PPO_TERMS = ("policy_loss", "clip_fraction", "approx_kl", "value_loss", "entropy", "loss")
+"""The terms `ppo_loss` returns with a value loss and an entropy."""
+
+
 def ppo_loss(
     log_prob: Tensor,
     old_log_prob: Tensor,
@@ -262,18 +266,24 @@ def conjugate_gradient(
 
 
 def fisher_vector_product(
-    kl_fn: Callable[[Params], Tensor], params: Params, damping: float = 1e-5
+    kl_fn: Callable[[Params], Tensor],
+    params: Params,
+    damping: float = 1e-5,
+    reduce: Callable[[Tensor], Tensor] | None = None,
 ) -> Callable[[Tensor], Tensor]:
     """`v -> (H_KL + damping I) v`, the Hessian of `kl_fn` at `params`: the Fisher matrix.
 
     `params` must require grad. The KL's gradient graph is built once; each product is one
-    more backward pass through it (Pearlmutter's trick).
+    more backward pass through it (Pearlmutter's trick). `reduce` (e.g. a sum over ranks,
+    each `kl_fn` being one rank's share of the KL) is applied to each Hessian product
+    before the damping is added.
     """
     kl = kl_fn(params)
     grad_kl = _grad(kl, params, create_graph=True)
 
     def fvp(v: Tensor) -> Tensor:
-        return _grad(grad_kl @ v, params, retain_graph=True) + damping * v
+        hv = _grad(grad_kl @ v, params, retain_graph=True)
+        return (hv if reduce is None else reduce(hv)) + damping * v
 
     return fvp
 
@@ -302,6 +312,7 @@ def trpo_step(
     max_backtracks: int = 15,
     accept_ratio: float = 0.0,
     fisher_kl_fn: Callable[[Params], Tensor] | None = None,
+    reduce: Callable[[Tensor], Tensor] | None = None,
 ) -> TRPOResult:
     """One TRPO update (Schulman et al. 2015): maximise `surrogate_fn` s.t. `kl_fn <= max_kl`.
 
@@ -313,7 +324,14 @@ def trpo_step(
     `accept_ratio` of the first-order prediction). `fisher_kl_fn`, if given, replaces `kl_fn`
     in the Fisher-vector products only (a cheaper metric with the same minimum at `params`);
     the line search always checks `kl_fn`.
+
+    `reduce`, for a batch split across processes: `surrogate_fn` and `kl_fn` return this
+    process's share (e.g. its tasks' mean times `local / global` tasks) and `reduce(t)`
+    sums a tensor over the processes (in place). It is applied to the surrogate, its
+    gradient, every Fisher-vector product and the line search's surrogates and KLs, so every
+    process computes the same step: the one-process step.
     """
+    red = (lambda t: t) if reduce is None else reduce
     if max_kl <= 0:
         raise UsageError(f"max_kl must be > 0, got {max_kl}")
     if not 0.0 < backtrack_ratio < 1.0:
@@ -326,12 +344,13 @@ def trpo_step(
     theta = flatten(old.values())
     p = leaf(theta)
     surr = surrogate_fn(p)
+    g = red(_grad(surr, p))
+    surr = red(surr.detach().clone())
     if not torch.isfinite(surr):
         raise NonFiniteError(f"TRPO surrogate is not finite: {surr.item()}")
-    g = _grad(surr, p)
     if not torch.isfinite(g).all():
         raise NonFiniteError("TRPO surrogate gradient is not finite")
-    fvp = fisher_vector_product(fisher_kl_fn or kl_fn, leaf(theta), damping)
+    fvp = fisher_vector_product(fisher_kl_fn or kl_fn, leaf(theta), damping, reduce)
     x = conjugate_gradient(fvp, g, cg_iters)
     xfx = x @ fvp(x)
     before = surr.item()
@@ -342,7 +361,8 @@ def trpo_step(
     for i in range(max_backtracks):
         frac = backtrack_ratio**i
         cand = leaf(theta + frac * full_step)
-        new_surr, kl = surrogate_fn(cand).item(), kl_fn(cand).item()
+        checked = torch.stack([surrogate_fn(cand).detach(), kl_fn(cand).detach()])
+        new_surr, kl = (float(v) for v in red(checked))
         improve = new_surr - before
         if (
             math.isfinite(new_surr)

@@ -16,6 +16,12 @@ content-based reads, least-recently-used writes); everything else is the same.
 
 Budget = episodes of experience: the adaptation curve is the mean return of episode
 `b + 1` of a trial on held-out tasks, `b = 0..K` (row b: after b episodes on the task).
+
+Under `torchrun` (`agents.sharding`) each rank plays its tasks' trials; PPO draws the one
+minibatch partition over the global trial index on every rank, each rank's loss over its
+trials is weighted by its share of the minibatch's valid steps, gradients are summed over
+ranks before clipping, and the advantage mean / std and value-normaliser statistics are
+those of the whole batch: every rank takes the one-process step.
 """
 
 from __future__ import annotations
@@ -27,8 +33,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from agents.advantages import ValueNormalizer, gae, normalize
-from agents.optim import ppo_loss
+from agents.advantages import ValueNormalizer, gae
+from agents.optim import PPO_TERMS, ppo_loss
 from agents.policies import MemoryPolicy, RecurrentPolicy, check_head, make_recurrent_policy
 from agents.rollout import (
     RecurrentActor,
@@ -38,9 +44,22 @@ from agents.rollout import (
     make_batched_env,
     rollout,
 )
+from agents.sharding import (
+    Rows,
+    full,
+    gather_counts,
+    global_mean,
+    minibatches,
+    moments,
+    normalize_over,
+    sum_,
+    sum_shares,
+    task_rows,
+)
 from agents.video import record_episodes, side_by_side
 from metarl.config import NonNegativeFloat, PositiveFloat, PositiveInt, UnitInterval
 from metarl.contracts import MetaRLDistribution, TaskBatchLike
+from metarl.distributed import sync_grads_
 from metarl.errors import UsageError, deferred_finite_checks
 from metarl.seeding import make_generator, seeded
 
@@ -107,6 +126,7 @@ class RL2:
     """RL² learner (`policy: gru`) and memory-augmented policy learner (`policy: memory`)."""
 
     metric = "return"
+    distributed = True  # meta_step / curves take a shard of the batch (agents.sharding)
     higher_is_better = True
     budget_name = "episodes"
 
@@ -146,14 +166,17 @@ class RL2:
         copies: int,
         gen: torch.Generator,
         deterministic: bool = False,
+        rows: Rows | None = None,
     ) -> Trajectories:
-        """One trial of `episodes` episodes on `copies` env copies per task (a rollout)."""
+        """One trial of `episodes` episodes on `copies` env copies per task (a rollout);
+        `rows`: the tasks' rows of a sharded meta-batch (`agents.sharding`)."""
         env = self._env(tasks.num_tasks, copies)
         self.discrete = env.discrete
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen, device=gen.device))
         self.policy.eval()
-        actor = RecurrentActor(self.policy, gen, deterministic)
-        return rollout(env, tasks, actor, episodes, seed)
+        rows = rows or full(tasks.num_tasks)
+        actor = RecurrentActor(self.policy, gen, deterministic, rows.scale(copies))
+        return rollout(env, tasks, actor, episodes, seed, rows=rows)
 
     # -- the outer update -------------------------------------------------------------------
     def advantages(self, tb: TrialBatch) -> tuple[Tensor, Tensor]:
@@ -175,47 +198,38 @@ class RL2:
         adv = adv * mask
         return adv, adv + values
 
-    def _ppo(self, tb: TrialBatch) -> dict[str, Tensor]:
-        """PPO epochs over the trials. Returns each loss term per minibatch, stacked `[U]`
-        (U updates), on the device: reading them is the caller's one host sync."""
+    def _ppo(self, tb: TrialBatch, rows: Rows | None = None) -> dict[str, Tensor]:
+        """PPO epochs over the trials `[B, L]`; `rows`: they are these trial rows of a
+        sharded batch (every statistic is then the whole batch's, module docstring).
+        Returns each loss term per update, stacked `[U]`, on the device (this rank's shares
+        when sharded): reading them is the caller's one host sync."""
         c = self.cfg
+        rows = rows or full(tb.mask.shape[0])
         adv, returns = self.advantages(tb)
         if c.normalize_advantages:
-            adv = normalize(adv, tb.mask)
+            adv = normalize_over(adv, tb.mask, rows)
         if self.value_norm is not None:  # the value head learns standardised targets
-            self.value_norm.update(returns, tb.mask)
+            if rows.sharded:
+                self.value_norm.update_moments(*moments(returns, tb.mask, rows))
+            else:
+                self.value_norm.update(returns, tb.mask)
             returns = self.value_norm.normalize(returns) * tb.mask
         prev = tb.previous(bool(self.discrete))
-        b = tb.mask.shape[0]
+        b = rows.total
         chunks = min(c.minibatches, b)  # a small meta-batch gets fewer minibatches
+        # Valid steps of every trial of the batch: each minibatch's loss is a mean over them.
+        steps = gather_counts(tb.mask.sum(1), rows) if rows.sharded else None
         self.policy.train()
         terms_per_update: dict[str, list[Tensor]] = {}
         for _ in range(c.ppo_epochs):
             perm = torch.randperm(
                 b, generator=self.train_generator, device=self.train_generator.device
             )
-            for idx in perm.to(self.device).chunk(chunks):
-
-                def tm(x: Tensor, i: Tensor = idx) -> Tensor:  # time-major [L, b, ...]
-                    return x[i].transpose(0, 1)
-
-                dist, values, _ = self.policy(
-                    tm(tb.obs), *(tm(x) for x in prev), self.policy.initial_state(len(idx))
-                )
-                terms = ppo_loss(
-                    dist.log_prob(tm(tb.actions)),
-                    tm(tb.log_probs),
-                    tm(adv),
-                    c.clip_eps,
-                    tm(tb.mask),
-                    values=values,
-                    returns=tm(returns),
-                    entropy=dist.entropy(),
-                    value_coef=c.value_coef,
-                    entropy_coef=c.entropy_coef,
-                )
+            for idx, share in minibatches(perm, chunks, rows, self.device, steps):
                 self.optimizer.zero_grad(set_to_none=True)
-                terms["loss"].backward()
+                terms = self._minibatch(tb, prev, adv, returns, idx, share)
+                if rows.sharded:
+                    sync_grads_(self.policy.parameters(), 1.0)
                 if c.max_grad_norm > 0:
                     norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
                     terms["grad_norm"] = norm
@@ -223,6 +237,45 @@ class RL2:
                 for k, v in terms.items():
                     terms_per_update.setdefault(k, []).append(v.detach())
         return {k: torch.stack(v) for k, v in terms_per_update.items()}
+
+    def _minibatch(
+        self,
+        tb: TrialBatch,
+        prev: tuple[Tensor, Tensor, Tensor],
+        adv: Tensor,
+        returns: Tensor,
+        idx: Tensor,
+        share: float,
+    ) -> dict[str, Tensor]:
+        """PPO terms of the trials `idx` (backpropagated), each times `share`: this rank's
+        part of the minibatch's valid steps (1.0 unsharded; no trials here: zeros)."""
+        c = self.cfg
+        if len(idx) == 0:
+            zero = torch.zeros((), device=self.device)
+            return dict.fromkeys(PPO_TERMS, zero)
+
+        def tm(x: Tensor) -> Tensor:  # time-major [L, b, ...]
+            return x[idx].transpose(0, 1)
+
+        dist, values, _ = self.policy(
+            tm(tb.obs), *(tm(x) for x in prev), self.policy.initial_state(len(idx))
+        )
+        terms = ppo_loss(
+            dist.log_prob(tm(tb.actions)),
+            tm(tb.log_probs),
+            tm(adv),
+            c.clip_eps,
+            tm(tb.mask),
+            values=values,
+            returns=tm(returns),
+            entropy=dist.entropy(),
+            value_coef=c.value_coef,
+            entropy_coef=c.entropy_coef,
+        )
+        if share != 1.0:
+            terms = {k: v * share for k, v in terms.items()}
+        terms["loss"].backward()
+        return terms
 
     # -- learner contract -------------------------------------------------------------------
     def meta_step(self, tasks: TaskBatchLike) -> dict[str, float]:
@@ -232,9 +285,13 @@ class RL2:
         `normalize_values`), the deferred finite checks and the metrics, each read once per
         meta-step; the rollout and PPO loops never wait for the device."""
         c = self.cfg
+        rows = task_rows(tasks.num_tasks)  # this rank's rows of the meta-batch
+        trials = rows.scale(c.trials_per_task)
         with deferred_finite_checks():
-            traj = self.play(tasks, c.episodes_per_trial, c.trials_per_task, self.train_generator)
-            terms = self._ppo(traj.trials())
+            traj = self.play(
+                tasks, c.episodes_per_trial, c.trials_per_task, self.train_generator, rows=rows
+            )
+            terms = self._ppo(traj.trials(), trials)
         returns = traj.returns_by_episode_index()  # [T, n]
         summary = [returns.sum(1).mean(), returns[:, 0].mean(), returns[:, -1].mean()]
         values = torch.cat([*terms.values(), torch.stack(summary)]).tolist()  # one read
@@ -244,18 +301,29 @@ class RL2:
             # the mean over updates, summed in Python floats as before (same numbers)
             metrics[k] = sum(values[at : at + len(v)], 0.0) / len(v)
             at += len(v)
+        metrics = sum_shares(metrics, trials)  # this rank's shares -> the whole batch's
         names = ("trial_return", "first_episode_return", "last_episode_return")
-        metrics.update(zip(names, values[at:], strict=True))
+        metrics.update(global_mean(dict(zip(names, values[at:], strict=True)), rows.weight, rows))
         metrics["env_steps"] = float(traj.env_steps)
+        if rows.sharded:  # every rank's steps
+            metrics["env_steps"] = float(sum_(torch.tensor([metrics["env_steps"]]), rows))
         return metrics
 
     def adapt(self, tasks: TaskBatchLike, budget: int) -> Trajectories:
         """A trial of `budget + 1` episodes: `budget` of experience, then the evaluated one."""
         if budget < 0:
             raise UsageError(f"budget must be >= 0 episodes, got {budget}")
+        return self._trial(tasks, budget, None)
+
+    def _trial(self, tasks: TaskBatchLike, budget: int, rows: Rows | None) -> Trajectories:
         c = self.cfg
         return self.play(
-            tasks, budget + 1, c.eval_trials_per_task, self.eval_generator, c.eval_deterministic
+            tasks,
+            budget + 1,
+            c.eval_trials_per_task,
+            self.eval_generator,
+            c.eval_deterministic,
+            rows,
         )
 
     def evaluate(self, adapted: Trajectories, tasks: TaskBatchLike) -> Tensor:
@@ -263,8 +331,12 @@ class RL2:
         return adapted.returns_by_episode_index()[:, -1]
 
     def adaptation_curve(self, tasks: TaskBatchLike, max_budget: int) -> Tensor:
-        """`[max_budget + 1, T]`: row b = mean return of episode b + 1, all in one trial."""
-        return self.adapt(tasks, max_budget).returns_by_episode_index().T
+        """`[max_budget + 1, T]`: row b = mean return of episode b + 1, all in one trial.
+        Under `torchrun`, a collective: each rank's tasks are its rows of the held-out batch."""
+        if max_budget < 0:
+            raise UsageError(f"budget must be >= 0 episodes, got {max_budget}")
+        trial = self._trial(tasks, max_budget, task_rows(tasks.num_tasks))
+        return trial.returns_by_episode_index().T
 
     def record(self, tasks: TaskBatchLike, width: int = 160, height: int = 120) -> np.ndarray:
         """Video `[F, H, 2W, 3]` uint8 of one trial on task 0: its first episode (left,

@@ -37,6 +37,13 @@ is followed by its task's parameters (`task_features`), so a policy need not inf
 
 Randomness: env noise comes from `seed` (copy `i` is seeded `seed + i`, as in Gymnasium's
 vector envs); action noise only from the actor's `torch.Generator`.
+
+Shards (`torchrun`, `agents.sharding`): `rollout(..., rows=r)` plays tasks `r.start ..` of a
+meta-batch of `r.total`, and gives those rows of the whole batch's rollout (the same random
+numbers; floats up to the last-bit rounding of the policy's batched products): copy `i` is
+seeded `seed + r.start * C + i` (its global index), actors built with `rows` draw the action
+noise of the whole batch and keep their rows, and the all-finished check counts every rank's
+copies (the generators then advance alike on every rank).
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
+from agents.sharding import Rows, sum_
 from metarl.contracts import MetaRLDistribution, MetaVectorEnv, RenderableEnv, TaskBatchLike
 from metarl.errors import UsageError, deferred_finite_checks
 
@@ -217,34 +225,60 @@ class Actor(Protocol):
     ) -> ActorOutput: ...
 
 
+def _noise(like: Tensor, rows: Rows | None) -> Tensor:
+    """An uninitialised buffer for the whole batch's noise (`rows.total` along dim 0, else
+    `like`'s shape); `_rows` then cuts this shard's rows out of the filled buffer."""
+    shape = like.shape if rows is None else (rows.total, *like.shape[1:])
+    return torch.empty(shape, dtype=like.dtype, device=like.device)
+
+
+def _rows(noise: Tensor, rows: Rows | None) -> Tensor:
+    return noise if rows is None else noise[rows.start : rows.start + rows.count]
+
+
 def sample_action(
-    dist: Distribution, generator: torch.Generator | None, deterministic: bool = False
+    dist: Distribution,
+    generator: torch.Generator | None,
+    deterministic: bool = False,
+    rows: Rows | None = None,
 ) -> Tensor:
     """Draw from a categorical or independent-Gaussian policy output with an explicit generator.
 
     `deterministic` takes the mode (argmax / mean). Categorical: `[B]` int64; Gaussian `[B, A]`.
+    Categorical draws are `argmax(p / q)` with `q ~ Exp(1)`: `torch.multinomial`'s own
+    one-sample algorithm, number for number (tested), written out so that `rows` can cut it.
+    `rows`: the distribution's first axis holds rows `rows.start ..` of a batch of
+    `rows.total`; the noise of the whole batch is drawn and these rows kept, so a shard's
+    actions are the whole batch's actions on its rows (`agents.sharding`).
     """
     if isinstance(dist, Categorical):
         if deterministic:
             return dist.logits.argmax(-1)
-        probs = dist.probs.reshape(-1, dist.probs.shape[-1])
-        return torch.multinomial(probs, 1, generator=generator).view(dist.probs.shape[:-1])
+        probs = dist.probs
+        q = _noise(probs, rows).exponential_(1, generator=generator)
+        return (probs / _rows(q, rows)).argmax(-1)
     base = dist.base_dist if isinstance(dist, Independent) else dist
     if not isinstance(base, Normal):
         raise UsageError(f"cannot sample a {type(dist).__name__}; expected Categorical or Normal")
     if deterministic:
         return base.loc.detach()
-    noise = torch.randn(
-        base.loc.shape, generator=generator, device=base.loc.device, dtype=base.loc.dtype
-    )
+    noise = _rows(_noise(base.loc, rows).normal_(generator=generator), rows)
     return (base.loc + base.scale * noise).detach()
 
 
 class RecurrentActor:
-    """A `RecurrentPolicy` / `MemoryPolicy` as an `Actor` (no gradient)."""
+    """A `RecurrentPolicy` / `MemoryPolicy` as an `Actor` (no gradient); `rows`: its env
+    copies' rows of a sharded batch (`sample_action`)."""
 
-    def __init__(self, policy: Any, generator: torch.Generator | None, deterministic=False):
+    def __init__(
+        self,
+        policy: Any,
+        generator: torch.Generator | None,
+        deterministic: bool = False,
+        rows: Rows | None = None,
+    ):
         self.policy, self.generator, self.deterministic = policy, generator, deterministic
+        self.rows = rows
 
     def initial_state(self, num_envs: int) -> Any:
         return self.policy.initial_state(num_envs)
@@ -252,16 +286,24 @@ class RecurrentActor:
     @torch.no_grad()
     def __call__(self, obs, prev_action, prev_reward, prev_done, state) -> ActorOutput:
         dist, value, state = self.policy.step(obs, prev_action, prev_reward, prev_done, state)
-        action = sample_action(dist, self.generator, self.deterministic)
+        action = sample_action(dist, self.generator, self.deterministic, self.rows)
         return ActorOutput(action, dist.log_prob(action), value, state)
 
 
 class MLPActor:
-    """An MLP policy (`obs -> dist`) as an `Actor`; `value_fn(obs) -> [N]` or zeros."""
+    """An MLP policy (`obs -> dist`) as an `Actor`; `value_fn(obs) -> [N]` or zeros; `rows`
+    as for `RecurrentActor`."""
 
-    def __init__(self, policy: Any, generator, value_fn=None, deterministic: bool = False):
+    def __init__(
+        self,
+        policy: Any,
+        generator,
+        value_fn=None,
+        deterministic: bool = False,
+        rows: Rows | None = None,
+    ):
         self.policy, self.generator, self.value_fn = policy, generator, value_fn
-        self.deterministic = deterministic
+        self.deterministic, self.rows = deterministic, rows
 
     def initial_state(self, num_envs: int) -> None:
         return None
@@ -269,7 +311,7 @@ class MLPActor:
     @torch.no_grad()
     def __call__(self, obs, prev_action, prev_reward, prev_done, state) -> ActorOutput:
         dist = self.policy(obs)
-        action = sample_action(dist, self.generator, self.deterministic)
+        action = sample_action(dist, self.generator, self.deterministic, self.rows)
         value = self.value_fn(obs) if self.value_fn is not None else obs.new_zeros(obs.shape[0])
         return ActorOutput(action, dist.log_prob(action), value, None)
 
@@ -392,6 +434,7 @@ def rollout(
     num_episodes: int,
     seed: int | None = None,
     on_step: Callable[[Tensor, Tensor], None] | None = None,
+    rows: Rows | None = None,
 ) -> Trajectories:
     """Play one trial of `num_episodes` episodes on every copy of `env`, set to `tasks`.
 
@@ -399,10 +442,16 @@ def rollout(
     At most `n * H` env steps per copy; stops early once every copy has finished its trial.
     `on_step(ep [N], t [N])`, if given, is called before each step with every copy's episode
     index inside the trial and step inside the episode (e.g. to render a frame).
+    `rows`: `tasks` are these task rows of a sharded meta-batch (module docstring; give the
+    actor the same rows, scaled to its axis); every rank of the batch must call together.
     """
     if not isinstance(num_episodes, int) or num_episodes < 1:
         raise UsageError(f"num_episodes must be an integer >= 1, got {num_episodes!r}")
     n, h, num, dev = num_episodes, env.horizon, env.num_envs, env.device
+    sharded = rows is not None and rows.sharded
+    if sharded and seed is not None:
+        assert rows is not None
+        seed = seed + rows.start * env.envs_per_task  # copy i: seed + its global index
     with deferred_finite_checks():  # the policy's finite checks: read once, after the loop
         obs = env.reset(tasks, seed)
         state = actor.initial_state(num)
@@ -432,9 +481,17 @@ def rollout(
             prev_action, prev_reward, prev_done = out.action, reward, done.float()
             t = torch.where(done, 0, t + 1)
             ep = ep + done.long()
-            if (k + 1) % check_every == 0 and k + 1 < n * h and bool((ep >= n).all()):
+            if (k + 1) % check_every == 0 and k + 1 < n * h and _all_finished(ep, n, rows):
                 break
         return _assemble(steps, env, n)
+
+
+def _all_finished(ep: Tensor, n: int, rows: Rows | None) -> bool:
+    """Every copy (of every rank, for a sharded batch) has played its `n` episodes."""
+    if rows is None or not rows.sharded:
+        return bool((ep >= n).all())
+    left = (ep < n).sum().reshape(1).cpu()
+    return int(sum_(left, rows)) == 0
 
 
 def _assemble(steps: list[tuple[Tensor, ...]], env: BatchedEnv, n: int) -> Trajectories:

@@ -22,6 +22,12 @@ episode 1 (`results.json` `within_episode`, TensorBoard `final/window_*`).
 - `blind`: the policy sees no task (`z` has width 0): what one gets without meta-learning;
 - `oracle`: phase 1 for every iteration, evaluated with `z = encoder(task)` (task in obs);
 - `learner`: phase 1, then phase 2; evaluated from history only.
+
+Under `torchrun` (`agents.sharding`) each rank plays its tasks; PPO and the phase-2
+regression draw one minibatch partition over the global index of the batch's valid steps on
+every rank, weight each rank's loss by its share of the minibatch, sum the gradients before
+clipping, and take the advantage mean / std and the value and observation normalisers'
+statistics over the whole batch: every rank takes the one-process step.
 """
 
 from __future__ import annotations
@@ -35,8 +41,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from agents.advantages import ValueNormalizer, gae, normalize
-from agents.optim import ppo_loss
+from agents.advantages import ValueNormalizer, gae
+from agents.optim import PPO_TERMS, ppo_loss
 from agents.policies import ValueMLP, check_head, make_mlp_policy, mlp
 from agents.rollout import (
     ActorOutput,
@@ -48,8 +54,21 @@ from agents.rollout import (
     sample_action,
     task_features,
 )
+from agents.sharding import (
+    Rows,
+    full,
+    gather_counts,
+    global_mean,
+    minibatches,
+    moments,
+    normalize_over,
+    sum_,
+    sum_shares,
+    task_rows,
+)
 from agents.video import record_episodes, side_by_side
 from metarl.contracts import TaskBatchLike
+from metarl.distributed import sync_grads_
 from metarl.errors import UsageError
 from metarl.seeding import make_generator, seeded
 
@@ -129,14 +148,22 @@ class RunningNorm(nn.Module):
         self.register_buffer("mean", torch.zeros(dim, dtype=torch.float64))
         self.register_buffer("m2", torch.zeros(dim, dtype=torch.float64))
 
-    def update(self, x: Tensor) -> None:
-        """Fold rows `x [S, D]` in (Chan et al.'s parallel variance)."""
+    def update(self, x: Tensor, rows: Rows | None = None) -> None:
+        """Fold rows `x [S, D]` in (Chan et al.'s parallel variance); `rows`: `x` is this
+        rank's part of a sharded batch (the whole batch's mean and spread are folded in)."""
         x = x.double()
-        n, mean = x.shape[0], x.mean(0)
+        if rows is not None and rows.sharded:
+            stats = torch.cat([x.new_full((1,), float(x.shape[0])), x.sum(0)])
+            sum_(stats, rows)
+            n, mean = int(stats[0]), stats[1:] / stats[0].clamp(min=1.0)
+            spread = sum_(((x - mean) ** 2).sum(0), rows)
+        else:
+            n, mean = x.shape[0], x.mean(0)
+            spread = ((x - mean) ** 2).sum(0) if n else mean
         if n == 0:
             return
         delta, total = mean - self.mean, self.count + n
-        self.m2 += ((x - mean) ** 2).sum(0) + delta**2 * self.count * n / total
+        self.m2 += spread + delta**2 * self.count * n / total
         self.mean += delta * n / total
         self.count.copy_(total)
 
@@ -215,10 +242,18 @@ class Agent(nn.Module):
 class HistoryActor:
     """The evaluation-time agent (and phase 2's): z from the last k steps of history only.
 
-    State: the window `[N, k, step_dim]`, zero (not valid) at the start of a trial."""
+    State: the window `[N, k, step_dim]`, zero (not valid) at the start of a trial. `rows`:
+    the copies' rows of a sharded batch (`agents.rollout.sample_action`)."""
 
-    def __init__(self, agent: Agent, generator: torch.Generator | None, deterministic: bool):
+    def __init__(
+        self,
+        agent: Agent,
+        generator: torch.Generator | None,
+        deterministic: bool,
+        rows: Rows | None = None,
+    ):
         self.agent, self.generator, self.deterministic = agent, generator, deterministic
+        self.rows = rows
 
     def initial_state(self, num_envs: int) -> Tensor:
         p = next(self.agent.parameters())
@@ -229,15 +264,19 @@ class HistoryActor:
         row = self.agent.step_features(obs, prev_action, prev_reward, prev_done)
         window = torch.cat([state[:, 1:], row[:, None]], 1)
         dist, value = self.agent.dist_value(obs, self.agent.adapter(window))
-        action = sample_action(dist, self.generator, self.deterministic)
+        action = sample_action(dist, self.generator, self.deterministic, self.rows)
         return ActorOutput(action, dist.log_prob(action), value, window)
 
 
 class TaskActor:
-    """Phase 1 and the oracle (z from the task rows `[N, z_dim]`), or blind (`z = None`)."""
+    """Phase 1 and the oracle (z from the task rows `[N, z_dim]`), or blind (`z = None`);
+    `rows` as for `HistoryActor`."""
 
-    def __init__(self, agent: Agent, z: Tensor | None, generator, deterministic: bool) -> None:
+    def __init__(
+        self, agent: Agent, z: Tensor | None, generator, deterministic: bool, rows=None
+    ) -> None:
         self.agent, self.z, self.generator, self.deterministic = agent, z, generator, deterministic
+        self.rows = rows
 
     def initial_state(self, num_envs: int) -> None:
         return None
@@ -245,7 +284,7 @@ class TaskActor:
     @torch.no_grad()
     def __call__(self, obs, prev_action, prev_reward, prev_done, state) -> ActorOutput:
         dist, value = self.agent.dist_value(obs, self.z)
-        action = sample_action(dist, self.generator, self.deterministic)
+        action = sample_action(dist, self.generator, self.deterministic, self.rows)
         return ActorOutput(action, dist.log_prob(action), value, None)
 
 
@@ -273,6 +312,7 @@ class TaskInference:
     """The task-inference learner (module docstring); `mode` gives the blind / oracle rows."""
 
     metric = "return"
+    distributed = True  # meta_step / curves take a shard of the batch (agents.sharding)
     higher_is_better = True
     budget_name = "episodes"
     headline_budget = 0
@@ -310,23 +350,36 @@ class TaskInference:
             return None
         return self.agent.embed(task_features(tasks).to(self.device))
 
-    def actor(self, tasks: TaskBatchLike, copies: int, history: bool, gen, deterministic=False):
-        """History-driven (`history=True`: phase 2, the learner at evaluation) or task actor."""
+    def actor(
+        self,
+        tasks: TaskBatchLike,
+        copies: int,
+        history: bool,
+        gen,
+        deterministic=False,
+        rows: Rows | None = None,
+    ):
+        """History-driven (`history=True`: phase 2, the learner at evaluation) or task actor;
+        `rows`: the tasks' rows of a sharded batch."""
+        copy_rows = None if rows is None else rows.scale(copies)
         if history:
-            return HistoryActor(self.agent, gen, deterministic)
+            return HistoryActor(self.agent, gen, deterministic, copy_rows)
         z = self._z(tasks)
-        rows = None if z is None else z.detach().repeat_interleave(copies, 0)
-        return TaskActor(self.agent, rows, gen, deterministic)
+        z_rows = None if z is None else z.detach().repeat_interleave(copies, 0)
+        return TaskActor(self.agent, z_rows, gen, deterministic, copy_rows)
 
-    def play(self, tasks, episodes, copies, gen, history, deterministic=False) -> Trajectories:
+    def play(
+        self, tasks, episodes, copies, gen, history, deterministic=False, rows=None
+    ) -> Trajectories:
+        """A trial of `episodes` episodes on `copies` copies per task; `rows`: the tasks'
+        rows of a sharded batch (`agents.sharding`; a collective then)."""
         env = self._env(tasks.num_tasks, copies)
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen, device=gen.device))
-        return rollout(
-            env, tasks, self.actor(tasks, copies, history, gen, deterministic), episodes, seed
-        )
+        actor = self.actor(tasks, copies, history, gen, deterministic, rows)
+        return rollout(env, tasks, actor, episodes, seed, rows=rows)
 
     # -- phase 1: PPO on the task-conditioned policy ----------------------------------------
-    def _ppo(self, tasks: TaskBatchLike, traj: Trajectories) -> dict[str, float]:
+    def _ppo(self, tasks: TaskBatchLike, traj: Trajectories, rows: Rows) -> dict[str, float]:
         c, a = self.cfg, self.agent
         t, e, h = traj.rewards.shape
         values = (
@@ -336,7 +389,10 @@ class TaskInference:
         adv = adv * traj.mask
         returns = adv + values * traj.mask
         if self.value_norm is not None:
-            self.value_norm.update(returns, traj.mask)
+            if rows.sharded:
+                self.value_norm.update_moments(*moments(returns, traj.mask, rows))
+            else:
+                self.value_norm.update(returns, traj.mask)
             returns = self.value_norm.normalize(returns)
         valid = traj.mask.reshape(-1) > 0
         task_of = torch.arange(t, device=self.device).view(t, 1, 1).expand(t, e, h).reshape(-1)
@@ -344,25 +400,32 @@ class TaskInference:
         act = traj.actions.reshape(t * e * h, *traj.actions.shape[3:])[valid]
         old, task_of = traj.log_probs.reshape(-1)[valid], task_of[valid]
         adv, returns = adv.reshape(-1)[valid], returns.reshape(-1)[valid]
-        adv = normalize(adv)
+        steps = self._step_rows(traj, rows)  # the valid steps' rows of the batch's
+        adv = normalize_over(adv, None, steps)
         feats = task_features(tasks).to(self.device)
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         sums: dict[str, float] = {}
-        count, n = 0, obs.shape[0]
+        count, n = 0, steps.total
         for _ in range(c.ppo_epochs):
             perm = torch.randperm(
                 n, generator=self.train_generator, device=self.train_generator.device
             )
-            for idx in perm.to(self.device).chunk(min(c.minibatches, n)):
-                z = None if a.z_dim == 0 else a.embed(feats)[task_of[idx]]
-                dist, v = a.dist_value(obs[idx], z)
-                terms = ppo_loss(
-                    dist.log_prob(act[idx]), old[idx], adv[idx], c.clip_eps,
-                    values=v, returns=returns[idx], entropy=dist.entropy(),
-                    value_coef=c.value_coef, entropy_coef=c.entropy_coef,
-                )  # fmt: skip
+            for idx, share in minibatches(perm, min(c.minibatches, n), steps, self.device):
                 self.optimizer.zero_grad(set_to_none=True)
-                terms["loss"].backward()
+                terms = dict.fromkeys(PPO_TERMS, torch.zeros((), device=self.device))
+                if len(idx):
+                    z = None if a.z_dim == 0 else a.embed(feats)[task_of[idx]]
+                    dist, v = a.dist_value(obs[idx], z)
+                    terms = ppo_loss(
+                        dist.log_prob(act[idx]), old[idx], adv[idx], c.clip_eps,
+                        values=v, returns=returns[idx], entropy=dist.entropy(),
+                        value_coef=c.value_coef, entropy_coef=c.entropy_coef,
+                    )  # fmt: skip
+                    if share != 1.0:
+                        terms = {k: val * share for k, val in terms.items()}
+                    terms["loss"].backward()
+                if steps.sharded:
+                    sync_grads_(params, 1.0)
                 if c.max_grad_norm > 0:
                     terms["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
                 self.optimizer.step()
@@ -370,11 +433,20 @@ class TaskInference:
                     sums[k] = sums.get(k, 0.0) + float(val.detach())
                 count += 1
         if c.normalize_obs:  # after the update, so it used the statistics the actor used
-            a.obs_norm.update(obs)
-        return {k: v / count for k, v in sums.items()}
+            a.obs_norm.update(obs, steps)
+        return {k: v / count for k, v in sum_shares(sums, steps).items()}
+
+    def _step_rows(self, traj: Trajectories, rows: Rows) -> Rows:
+        """This rank's valid steps (task-major) as rows of the whole batch's valid steps."""
+        if not rows.sharded:
+            return full(int(traj.mask.sum()))
+        per_task = gather_counts(traj.mask.sum((1, 2)), rows).cpu()
+        start = int(per_task[: rows.start].sum())
+        mine = int(per_task[rows.start : rows.start + rows.count].sum())
+        return Rows(start, mine, int(per_task.sum()))
 
     # -- phase 2: regress the adaptation module on z ------------------------------------------
-    def _regress(self, tasks: TaskBatchLike, traj: Trajectories) -> dict[str, float]:
+    def _regress(self, tasks: TaskBatchLike, traj: Trajectories, rows: Rows) -> dict[str, float]:
         c, a = self.cfg, self.agent
         with torch.no_grad():
             target = a.embed(task_features(tasks).to(self.device))  # [T, z]
@@ -383,17 +455,27 @@ class TaskInference:
         target = target.repeat_interleave(b // tasks.num_tasks, 0)[:, None].expand(b, length, -1)
         valid = mask.reshape(-1) > 0
         x, y = windows.reshape(b * length, a.k, -1)[valid], target.reshape(b * length, -1)[valid]
+        steps = self._step_rows(traj, rows)
         losses = []
         for _ in range(c.adapter_epochs):
             perm = torch.randperm(
-                x.shape[0], generator=self.train_generator, device=self.train_generator.device
+                steps.total, generator=self.train_generator, device=self.train_generator.device
             )
-            for idx in perm.to(self.device).chunk(min(c.minibatches, x.shape[0])):
-                loss = (a.adapter(x[idx]) - y[idx]).pow(2).sum(-1).mean()
+            for idx, share in minibatches(
+                perm, min(c.minibatches, steps.total), steps, self.device
+            ):
                 self.adapter_optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                loss = torch.zeros((), device=self.device)
+                if len(idx):
+                    loss = (a.adapter(x[idx]) - y[idx]).pow(2).sum(-1).mean()
+                    loss = loss * share if share != 1.0 else loss
+                    loss.backward()
+                if steps.sharded:
+                    sync_grads_(a.adapter.parameters(), 1.0)
                 self.adapter_optimizer.step()
                 losses.append(float(loss.detach()))
+        if steps.sharded:  # each was this rank's share of a minibatch's loss
+            losses = sum_(torch.tensor(losses, dtype=torch.float64), steps).tolist()
         return {"loss": sum(losses) / len(losses), "z_mse_first": losses[0], "z_mse": losses[-1]}
 
     # -- learner contract -------------------------------------------------------------------
@@ -401,23 +483,26 @@ class TaskInference:
         """Phase 1: a PPO update; phase 2: a regression of the adaptation module on z."""
         c = self.cfg
         phase = self.phase
-        traj = self.play(
-            tasks, c.episodes_per_trial, c.envs_per_task, self.train_generator, phase == 2
-        )
-        metrics = self._ppo(tasks, traj) if phase == 1 else self._regress(tasks, traj)
+        rows = task_rows(tasks.num_tasks)  # this rank's rows of the meta-batch
+        gen = self.train_generator
+        traj = self.play(tasks, c.episodes_per_trial, c.envs_per_task, gen, phase == 2, rows=rows)
+        metrics = self._ppo(tasks, traj, rows) if phase == 1 else self._regress(tasks, traj, rows)
         self.iteration += 1
+        means = {"episode_return": float(traj.episode_returns().mean())}
         metrics.update(
             phase=float(phase),
-            episode_return=float(traj.episode_returns().mean()),
-            env_steps=float(traj.env_steps),
+            **global_mean(means, rows.weight, rows),
+            env_steps=float(sum_(torch.tensor([float(traj.env_steps)]), rows)),
         )
         return metrics
 
-    def _evaluate_play(self, tasks: TaskBatchLike, episodes: int) -> Trajectories:
+    def _evaluate_play(
+        self, tasks: TaskBatchLike, episodes: int, rows: Rows | None = None
+    ) -> Trajectories:
         c = self.cfg
         return self.play(
             tasks, episodes, c.eval_trials_per_task, self.eval_generator,
-            c.mode == "learner", c.eval_deterministic,
+            c.mode == "learner", c.eval_deterministic, rows,
         )  # fmt: skip
 
     def adapt(self, tasks: TaskBatchLike, budget: int) -> Trajectories:
@@ -431,12 +516,18 @@ class TaskInference:
         return adapted.returns_by_episode_index()[:, -1]
 
     def adaptation_curve(self, tasks: TaskBatchLike, max_budget: int) -> Tensor:
-        """`[max_budget + 1, T]`: row b = return of episode b + 1 of one trial."""
-        return self.adapt(tasks, max_budget).returns_by_episode_index().T
+        """`[max_budget + 1, T]`: row b = return of episode b + 1 of one trial. Under
+        `torchrun`, a collective: each rank's tasks are its rows of the held-out batch."""
+        if max_budget < 0:
+            raise UsageError(f"budget must be >= 0 episodes, got {max_budget}")
+        trial = self._evaluate_play(tasks, max_budget + 1, task_rows(tasks.num_tasks))
+        return trial.returns_by_episode_index().T
 
     def within_episode_curve(self, tasks: TaskBatchLike) -> Tensor:
-        """Return per window of `window` steps of episode 1 `[W, T]` (evaluation actor)."""
-        return window_returns(self._evaluate_play(tasks, 1), self.cfg.window)
+        """Return per window of `window` steps of episode 1 `[W, T]` (evaluation actor); a
+        collective under `torchrun`, as `adaptation_curve`."""
+        trial = self._evaluate_play(tasks, 1, task_rows(tasks.num_tasks))
+        return window_returns(trial, self.cfg.window)
 
     def record(self, tasks: TaskBatchLike, width: int = 160, height: int = 120) -> np.ndarray:
         """Video `[F, H, 2W, 3]`: the first `window` steps of episode 1 on task 0 (left, before

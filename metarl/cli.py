@@ -16,7 +16,14 @@ import threading
 import typing
 from pathlib import Path
 
-from metarl.errors import NonFiniteError, RunInterrupted, UsageError
+from metarl.errors import (
+    EveryRankError,
+    NonFiniteError,
+    RankLost,
+    RunInterrupted,
+    StoppedByRank0,
+    UsageError,
+)
 
 _OS_HINTS = {
     errno.ENOSPC: "free disk space or choose another folder",
@@ -52,7 +59,8 @@ def _train(args: argparse.Namespace) -> None:
     run_dir = Path(args.run_dir or Path("runs") / cfg.name)
     progress = None if not args.no_progress else False
     results = train(cfg, run_dir, progress=progress, threads=args.threads)
-    _report(results, run_dir)
+    if _speaker() == "":  # under torchrun, rank 0 reports
+        _report(results, run_dir)
 
 
 def _resume(args: argparse.Namespace) -> None:
@@ -70,7 +78,9 @@ def _resume(args: argparse.Namespace) -> None:
     cfg = from_dict(RunConfig, load_yaml(config_file), "")
     validate(cfg)
     progress = None if not args.no_progress else False
-    _report(train(cfg, run_dir, progress=progress, threads=args.threads), run_dir)
+    results = train(cfg, run_dir, progress=progress, threads=args.threads)
+    if _speaker() == "":  # under torchrun, rank 0 reports
+        _report(results, run_dir)
 
 
 def _report(results: dict, run_dir: Path) -> None:
@@ -103,7 +113,17 @@ def _report(results: dict, run_dir: Path) -> None:
         print(f"Video:         {run_dir / results['video']}  (a held-out task: before | after)")
 
 
+def _one_process(command: str) -> None:
+    """`metarl eval` and `adapt` run in one process: under torchrun each rank would write."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        raise UsageError(
+            f"metarl {command} runs in one process; run it without torchrun (only train and "
+            "resume split their work across processes)"
+        )
+
+
 def _eval(args: argparse.Namespace) -> None:
+    _one_process("eval")
     from metarl.config import PositiveInt, coerce, parse_override
     from metarl.rundir import locked
     from metarl.trainer import final_evaluation, load_run
@@ -132,6 +152,7 @@ def _eval(args: argparse.Namespace) -> None:
 
 
 def _adapt(args: argparse.Namespace) -> None:
+    _one_process("adapt")
     from metarl.adapt import run_adapt
 
     run_adapt(args)
@@ -174,7 +195,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="metarl", description=__doc__.split("\n")[0])
+    p = _Parser(
+        prog="metarl",
+        description=__doc__.split("\n")[0],
+        epilog="Several processes or machines: `torchrun --nproc-per-node N -m metarl train "
+        "CONFIG ...` (and resume) splits every meta-batch across them; rank 0 writes the run "
+        "directory (README: Training on several processes and machines).",
+    )
     threads_help = (
         "CPU threads for torch (default: 1 for models under a million numbers, which only "
         "slow down with more; torch's default for larger ones or when OMP_NUM_THREADS is set)"
@@ -276,7 +303,35 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _speaker() -> str | None:
+    """How this process prefixes its error line: "" alone or as rank 0 of torchrun,
+    "rank R/N: " on another rank once it joined the others, and None (it stays quiet: rank 0
+    says the same) on another rank before, where every rank read the same command line."""
+    rank, size = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
+    if rank in ("", "0") or size in ("", "1"):
+        return ""
+    dist = sys.modules.get("metarl.distributed")
+    joined = dist is not None and dist.get_world().size > 1
+    return f"rank {rank}/{size}: " if joined else None
+
+
+def _say(text: str, every_rank: bool = False) -> None:
+    """Print the error line (`every_rank`: an error every rank raised alike, which rank 0
+    alone prints)."""
+    prefix = _speaker()
+    if prefix is not None and not (every_rank and prefix):
+        print(f"metarl: {prefix}{text}", file=sys.stderr)
+
+
 def _main(argv: list[str] | None) -> int:
+    code = _run(argv)
+    dist = sys.modules.get("metarl.distributed")
+    if dist is not None and code == 0:  # leave the process group of a torchrun run
+        dist.close_world()
+    return code
+
+
+def _run(argv: list[str] | None) -> int:
     p = parser()
     # Overrides may also come after options (`train CFG --run-dir D a=1`), which argparse
     # alone rejects once the positionals are consumed.
@@ -288,22 +343,24 @@ def _main(argv: list[str] | None) -> int:
     try:
         args.func(args)
     except UsageError as exc:
-        print(f"metarl: error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}", every_rank=isinstance(exc, EveryRankError))
         return 2
-    except NonFiniteError as exc:
-        print(f"metarl: stopped: {exc}", file=sys.stderr)
+    except (NonFiniteError, RankLost) as exc:
+        _say(f"stopped: {exc}")
         return 1
+    except StoppedByRank0 as exc:  # rank 0 said why
+        return exc.code
     except BrokenPipeError:  # e.g. `metarl list | head`
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- silence the flush at exit
         return 0
     except OSError as exc:  # files, folders, disks: expected failures, not bugs
-        print(f"metarl: error: {describe_os_error(exc)}", file=sys.stderr)
+        _say(f"error: {describe_os_error(exc)}")
         return 2
     except RunInterrupted as exc:
-        print(f"metarl: {exc}", file=sys.stderr)
+        _say(str(exc))
         return 130
     except KeyboardInterrupt:
-        print("metarl: interrupted; no file was left half-written", file=sys.stderr)
+        _say("interrupted; no file was left half-written")
         return 130
     return 0
 

@@ -19,12 +19,31 @@ class UsageError(ValueError):
     """Bad input from the user. The message says what was wrong and how to fix it."""
 
 
+class EveryRankError(UsageError):
+    """A UsageError every torchrun rank raises alike (the same config on each): rank 0 alone
+    prints it."""
+
+
 class DataError(UsageError):
     """Missing, corrupt or mis-shaped data. The message names the file and how to get it."""
 
 
 class NonFiniteError(RuntimeError):
     """A loss or statistic became NaN or infinite; training stops before checkpointing it."""
+
+
+class RankLost(RuntimeError):
+    """Under torchrun, a collective failed: another rank died, was killed or stopped answering
+    within the process-group timeout (exit code 1; the last checkpoint is intact)."""
+
+
+class StoppedByRank0(Exception):
+    """Rank 0 could not start the run and printed why; another rank stops quietly with its
+    exit code."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"rank 0 stopped the run (exit code {code})")
+        self.code = code
 
 
 class RunInterrupted(KeyboardInterrupt):

@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
+from metarl import distributed as dist
 from metarl.contracts import TaskDistribution
 from metarl.precision import autocast
 from metarl.seeding import make_generator
+
+
+def split_columns(fn: Callable[[Any], torch.Tensor], tasks: Any) -> torch.Tensor:
+    """`fn(tasks) -> [R, T]` (one column per task), computed under torchrun on this rank's
+    share of the tasks and gathered, so every rank gets the columns one process computes.
+    A batch with fewer tasks than ranks (or tasks that cannot be split) is computed whole."""
+    world = dist.get_world()
+    n = len(tasks)
+    if world.size == 1 or n < world.size or not hasattr(tasks, "select"):
+        return fn(tasks)
+    with dist.meta_batch(n) as rows:
+        local = fn(tasks.select(rows)).detach()
+    return dist.gather_rows(local, n, dim=-1)
 
 
 def summarize(values: torch.Tensor) -> dict[str, Any]:
@@ -48,7 +63,8 @@ def adaptation_curve(
     evaluation of a run (and of a resumed run) sees the same held-out tasks and never
     consumes the training generators. `progress`: a bar over the tasks (None: on a terminal).
     `precision`: `train.precision`; bf16 runs the learner's curve under autocast
-    (`metarl.precision`).
+    (`metarl.precision`). Under torchrun each batch is split across the ranks and gathered
+    (`split_columns`).
     """
     if num_tasks < 1 or batch_tasks < 1:
         raise ValueError(f"num_tasks={num_tasks} and batch_tasks={batch_tasks} must be >= 1")
@@ -68,8 +84,8 @@ def adaptation_curve(
             n = min(batch_tasks, num_tasks - done)
             tasks = distribution.sample(split, n, gen)
             with autocast(precision, device):
-                values = learner.adaptation_curve(tasks, max_budget)
-            cols.append(values.detach().cpu())
+                col = split_columns(lambda ts: learner.adaptation_curve(ts, max_budget), tasks)
+            cols.append(col.detach().cpu())
             done += n
             bar.update(n)
     rows = min(c.shape[0] for c in cols)
@@ -93,7 +109,8 @@ def within_episode_curve(
     cols, done = [], 0
     while done < num_tasks:
         n = min(batch_tasks, num_tasks - done)
-        cols.append(learner.within_episode_curve(distribution.sample(split, n, gen)).cpu())
+        tasks = distribution.sample(split, n, gen)
+        cols.append(split_columns(learner.within_episode_curve, tasks).cpu())
         done += n
     curve = summarize(torch.cat(cols, dim=1))
     window = getattr(getattr(learner, "cfg", None), "window", 1)

@@ -156,6 +156,18 @@ class Optimizees:
     def num_tasks(self) -> int:
         return next(iter(self.params.values())).shape[0]
 
+    def __len__(self) -> int:
+        return self.num_tasks
+
+    def select(self, index: slice | Tensor) -> Optimizees:
+        """The problems `index` (a slice or an index tensor) of the task axis."""
+        return Optimizees(
+            self.family,
+            {k: v[index] for k, v in self.data.items()},
+            {k: v[index] for k, v in self.params.items()},
+            self.activation,
+        )
+
     def loss(self, params: Params) -> Tensor:
         """Per-task loss `[T]` at `params` (each `[T, ...]`)."""
         if self.family == "quadratic":
@@ -287,6 +299,7 @@ class LSTMOptimizerLearner:
     """Meta-trains an `LSTMOptimizer`; budget = optimisation steps, metric = optimisee loss."""
 
     metric, higher_is_better, budget_name = "loss", False, "steps"
+    distributed = True  # coordinate-wise: each problem's losses are its own (metarl.distributed)
 
     def __init__(self, cfg: LSTMOptimizerConfig, device: torch.device, seed: int) -> None:
         self.cfg = cfg

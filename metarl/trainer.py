@@ -7,10 +7,17 @@
 
 It owns devices, seeding, the progress bar, TensorBoard, the evaluation schedule, checkpoints
 and resume, and never branches on domain or algorithm.
+
+Under `torchrun` (see `metarl.distributed`) every rank draws the whole meta-batch, computes
+its rows `shard(num_tasks)`, and the optimiser hooks of `attach_grad_sync` sum the gradients
+so every rank steps alike; logged metrics are the means over the whole meta-batch. Rank 0
+alone takes the run directory's lock and writes into it (config, TensorBoard, checkpoints,
+results, figures); it reads the checkpoint on resume and sends it to the others.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -24,6 +31,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from metarl import distributed as dist
 from metarl import registry
 from metarl.checkpoint import (
     atomic_write_bytes,
@@ -43,7 +51,7 @@ from metarl.config import (
     to_dict,
 )
 from metarl.contracts import Learner, TaskDistribution
-from metarl.errors import DataError, NonFiniteError, RunInterrupted, UsageError
+from metarl.errors import DataError, EveryRankError, NonFiniteError, RunInterrupted, UsageError
 from metarl.evaluation import adaptation_curve, format_curve, within_episode_curve
 from metarl.logger import BY_BUDGET, RunLogger, encode_gif, save_curve_png
 from metarl.precision import autocast
@@ -109,13 +117,15 @@ class Run:
                 f"stopped before checkpointing it and {self.kept()}; lower learner.outer_lr "
                 f"or learner.inner_lr and run again"
             )
-        save_checkpoint(state, self.checkpoint_path)
+        if dist.get_world().is_main:
+            save_checkpoint(state, self.checkpoint_path)
         self.saved_iteration = self.iteration
 
-    def restore(self) -> None:
-        """Load the checkpoint after checking it against this run (names, shapes, types)."""
+    def restore(self, state: dict[str, Any] | None = None) -> None:
+        """Load the checkpoint (or `state`, the checkpoint rank 0 read) after checking it
+        against this run (names, shapes, types)."""
         path = self.checkpoint_path
-        state = load_checkpoint(path)
+        state = load_checkpoint(path) if state is None else state
         fix = (
             "train into a new --run-dir, or restore the config.yaml the checkpoint was trained with"
         )
@@ -265,6 +275,69 @@ def _postfix(metrics: dict[str, float], learner: Any, limit: int = 3) -> dict[st
     return {k: f"{metrics[k]:.3g}" for k in keys}
 
 
+def join_world(cfg: RunConfig) -> dist.World:
+    """Join the processes torchrun started (one process: `World()`), after the check every
+    rank makes alike before anything is written: the meta-batch must give each rank a task."""
+    size = dist._env_int("WORLD_SIZE", 1)
+    if size > 1:
+        dist.shard(cfg.train.num_tasks, dist.World(0, size))  # UsageError: fewer tasks than ranks
+    return dist.init_world(resolve_device(cfg.device))
+
+
+def check_distributable(learner: Any, cfg: RunConfig) -> None:
+    """UsageError under torchrun unless the learner declares `distributed = True`: its
+    meta-step on a shard of the tasks, with the engine's gradient sums, equals one process's
+    (tested per learner in tests/test_distributed_train.py)."""
+    if dist.get_world().size > 1 and not getattr(learner, "distributed", False):
+        raise EveryRankError(
+            f"learner.kind {cfg.learner.get('kind')} does not train on several processes yet "
+            f"(its meta-step is not proven equal to one process's when its tasks are split); "
+            f"run it without torchrun (one process)"
+        )
+
+
+def distribute(run: Run) -> list[Any]:
+    """Under torchrun, make the run's optimisers step on gradients summed over the ranks
+    (`attach_grad_sync`, weight: this rank's share of `train.num_tasks`). Returns the hook
+    handles (none with one process)."""
+    return dist.attach_grad_sync(
+        dist.learner_optimizers(run.learner), dist.local_weight(run.cfg.train.num_tasks)
+    )
+
+
+class _Told:
+    """Whether rank 0 has told the other ranks how the run starts (see `_agree`)."""
+
+    done = False
+
+
+def _agree(run: Run, state: dict[str, Any] | None, told: _Told) -> bool:
+    """Rank 0 sends the checkpoint it read (None: a fresh run) and every other rank restores
+    it, so they never read the run directory. Returns True when resuming."""
+    world = dist.get_world()
+    if world.size == 1:
+        return state is not None
+    verdict = dist.broadcast_object({"resuming": state is not None, "state": state})
+    told.done = True
+    if verdict.get("stopped") is not None:  # rank 0 could not start; it says why
+        raise dist.StoppedByRank0(verdict["stopped"])
+    if not world.is_main and verdict["resuming"]:
+        run.restore(verdict["state"])
+    return bool(verdict["resuming"])
+
+
+def _tell_stopped(exc: BaseException, told: _Told) -> None:
+    """Rank 0 failed before telling the others how to start: tell them to stop (quietly,
+    with its exit code) instead of leaving them to the process-group timeout."""
+    world = dist.get_world()
+    if isinstance(exc, EveryRankError):  # the others raised it too: nobody waits
+        return
+    if world.size > 1 and world.is_main and not told.done:
+        code = 2 if isinstance(exc, (UsageError, OSError)) else 1
+        with contextlib.suppress(dist.RankLost):
+            dist.broadcast_object({"stopped": code})
+
+
 def train(
     cfg: RunConfig,
     run_dir: Path,
@@ -275,39 +348,60 @@ def train(
     """Meta-train (resuming from `run_dir` if it holds the same run); returns results.json.
 
     The run directory is locked for the whole call; if it fails before its first checkpoint,
-    what it wrote is removed again (see `metarl.rundir`)."""
+    what it wrote is removed again (see `metarl.rundir`). Under torchrun every rank calls it;
+    rank 0 alone locks, reads and writes the run directory."""
+    world = join_world(cfg)
+    main = world.is_main
     checkpoint = run_dir / "checkpoints" / "last.pt"
-    with owned_run_dir(run_dir, checkpoint):
-        resuming = prepare_run_dir(cfg, run_dir)
-        if (run_dir / "results.json").exists():
-            read_results(run_dir / "results.json")  # fail now, not after training
-        run = build_run(cfg, run_dir, threads)
-        run.progress = progress
-        if resuming:
-            run.restore()
-        else:  # a run that never checkpointed: its charts would overlap the new ones
-            for old in run_dir.glob("events.out.tfevents.*"):
-                old.unlink()
-            shutil.rmtree(run_dir / BY_BUDGET, ignore_errors=True)
-        t, e = cfg.train, cfg.eval
-        check_fits(
-            run.learner,
-            run.distribution,
-            [("train.num_tasks", "train", t.num_tasks)]
-            + [
-                ("eval.batch_tasks", split, min(e.batch_tasks, n))
-                for split, n in ((e.split, e.num_tasks), (e.final_split, e.final_num_tasks))
-            ],
-            cfg.seed,
-            run.device,
-        )
-        write_config(cfg, run_dir)
-        return _loop(run, progress, final_eval)
+    told = _Told()
+    try:
+        with owned_run_dir(run_dir, checkpoint) if main else contextlib.nullcontext():
+            resuming = main and prepare_run_dir(cfg, run_dir)
+            if main and (run_dir / "results.json").exists():
+                read_results(run_dir / "results.json")  # fail now, not after training
+            run = build_run(cfg, run_dir, threads)
+            check_distributable(run.learner, cfg)
+            run.progress = progress if main else False
+            state = load_checkpoint(run.checkpoint_path) if resuming else None
+            if state is not None:
+                run.restore(state)
+            elif main:  # a run that never checkpointed: its charts would overlap the new ones
+                for old in run_dir.glob("events.out.tfevents.*"):
+                    old.unlink()
+                shutil.rmtree(run_dir / BY_BUDGET, ignore_errors=True)
+            t, e = cfg.train, cfg.eval
+            check_fits(
+                run.learner,
+                run.distribution,
+                [("train.num_tasks", "train", t.num_tasks)]
+                + [
+                    ("eval.batch_tasks", split, min(e.batch_tasks, n))
+                    for split, n in ((e.split, e.num_tasks), (e.final_split, e.final_num_tasks))
+                ],
+                cfg.seed,
+                run.device,
+            )
+            _agree(run, state, told)
+            if main:
+                write_config(cfg, run_dir)
+            hooks = distribute(run)
+            try:
+                return _loop(run, progress if main else False, final_eval)
+            finally:
+                for hook in hooks:
+                    hook.remove()
+    except BaseException as exc:
+        _tell_stopped(exc, told)
+        raise
 
 
 def _loop(run: Run, progress: bool | None, final_eval: bool) -> dict[str, Any]:
     cfg, t = run.cfg, run.cfg.train
-    logger = RunLogger(run.run_dir, run.learner.metric, run.learner.budget_name)
+    logger = (
+        RunLogger(run.run_dir, run.learner.metric, run.learner.budget_name)
+        if dist.get_world().is_main
+        else None
+    )
     start, started = run.iteration, time.perf_counter()
     bar = tqdm(
         total=t.iterations,
@@ -321,27 +415,29 @@ def _loop(run: Run, progress: bool | None, final_eval: bool) -> dict[str, Any]:
     try:
         while run.iteration < t.iterations:
             step = run.iteration + 1
-            tasks = run.distribution.sample("train", t.num_tasks, run.generator)
             try:
-                with autocast(t.precision, run.device):  # bf16: few-shot learners only
-                    metrics = run.learner.meta_step(tasks)
+                metrics = meta_iteration(run)
             except NonFiniteError as exc:  # raised inside a learner (e.g. policy logits)
                 raise NonFiniteError(
                     f"{exc} at iteration {step}; training stopped and {run.kept()}; lower "
                     f"learner.outer_lr or learner.inner_lr and run again"
                 ) from None
+            metrics = combine_metrics(metrics, t.num_tasks)
             _check_finite(metrics, step, run)
             run.iteration = step
             bar.update(1)
             bar.set_postfix(_postfix(metrics, run.learner), refresh=False)
-            if step % t.log_interval == 0:
+            if step % t.log_interval == 0 and logger is not None:
                 logger.scalars("meta", metrics, step)
                 elapsed = time.perf_counter() - started
                 logger.scalars("time", {"iterations_per_second": (step - start) / elapsed}, step)
             if t.eval_interval and step % t.eval_interval == 0:
                 curve = run.evaluate(cfg.eval.split, cfg.eval.num_tasks)
-                logger.curve(curve, step)
-            out_of_time = t.max_minutes > 0 and time.perf_counter() - started > 60 * t.max_minutes
+                if logger is not None:
+                    logger.curve(curve, step)
+            out_of_time = t.max_minutes > 0 and _any_rank(
+                time.perf_counter() - started > 60 * t.max_minutes
+            )
             if step % t.checkpoint_interval == 0 or step == t.iterations or out_of_time:
                 run.save()
             if out_of_time:
@@ -350,11 +446,13 @@ def _loop(run: Run, progress: bool | None, final_eval: bool) -> dict[str, Any]:
                 )
                 break
         finished = True
+    except dist.RankLost as exc:
+        raise dist.RankLost(f"{exc}; training stopped and {run.kept()}") from None
     except KeyboardInterrupt:
         raise RunInterrupted(f"interrupted at iteration {run.iteration}; {run.kept()}") from None
     finally:
         bar.close()
-        if not finished:  # close the event file before the run dir's clean-up removes it
+        if not finished and logger is not None:  # close the event file before the clean-up
             logger.close()
     seconds = time.perf_counter() - started
     results = {
@@ -366,13 +464,54 @@ def _loop(run: Run, progress: bool | None, final_eval: bool) -> dict[str, Any]:
     try:
         if final_eval:
             results = final_evaluation(run, logger, extra=results)
+    except dist.RankLost as exc:
+        raise dist.RankLost(f"{exc} in the final evaluation; {run.kept()}") from None
     except KeyboardInterrupt:
         raise RunInterrupted(
             f"interrupted during the final evaluation; {run.kept()} (resuming evaluates it)"
         ) from None
     finally:
-        logger.close()
+        if logger is not None:
+            logger.close()
     return results
+
+
+def meta_iteration(run: Run) -> dict[str, float]:
+    """One outer update on a fresh meta-batch of `train.num_tasks` tasks from the run's train
+    generator. Under torchrun every rank draws the whole batch and steps on its rows
+    `shard(num_tasks)` (the optimiser hooks sum the gradients); the metrics it returns are this
+    rank's (means over its rows: `combine_metrics` makes them the batch's)."""
+    n = run.cfg.train.num_tasks
+    tasks = run.distribution.sample("train", n, run.generator)
+    with dist.meta_batch(n) as rows, autocast(run.cfg.train.precision, run.device):
+        return run.learner.meta_step(_local(tasks, rows))  # autocast: bf16, few-shot only
+
+
+def _local(tasks: Any, rows: slice) -> Any:
+    """This rank's rows of the meta-batch (the whole batch with one process)."""
+    if dist.get_world().size == 1:
+        return tasks
+    if not hasattr(tasks, "select"):
+        raise EveryRankError(
+            f"the tasks of this task.kind ({type(tasks).__name__}) cannot be split across "
+            f"processes (no select); run it without torchrun"
+        )
+    return tasks.select(rows)
+
+
+def combine_metrics(metrics: dict[str, float], num_tasks: int) -> dict[str, float]:
+    """The means over the whole meta-batch of each rank's metrics (means over its rows, so
+    `sum_r share_r * value_r`), in one collective: every rank then logs and checks alike.
+    Unchanged with one process."""
+    return dist.weighted_mean(metrics, dist.local_weight(num_tasks))
+
+
+def _any_rank(flag: bool) -> bool:
+    """True on every rank when it is True on any (e.g. out of time by its own clock)."""
+    if dist.get_world().size == 1:
+        return flag
+    buf = torch.tensor([float(flag)])
+    return bool(dist.all_reduce_(buf).item() > 0)
 
 
 def record_video(run: Run, logger: RunLogger | None, split: str) -> Path | None:
@@ -433,8 +572,9 @@ def final_evaluation(
     With `out`, the results go to that JSON file instead and curves.png is left alone.
     """
     e = run.cfg.eval
+    main = dist.get_world().is_main
     path = out or run.run_dir / "results.json"
-    previous = read_results(path) if path.exists() and out is None else {}
+    previous = read_results(path) if main and path.exists() and out is None else {}
     curve = run.evaluate(split or e.final_split, num_tasks or e.final_num_tasks)
     if logger is not None:
         logger.curve(curve, run.iteration, prefix="final")
@@ -461,6 +601,8 @@ def final_evaluation(
             logger.scalars("final", values, run.iteration)
     previous.update(extra or {})
     previous.update(results)
+    if not main:  # rank 0 writes the results, figures and video
+        return previous
     atomic_write_text(path, json.dumps(previous, indent=2))
     video = record_video(run, logger, split or e.final_split)
     if video is not None:
@@ -476,4 +618,15 @@ def final_evaluation(
     return previous
 
 
-__all__ = ["train", "load_run", "final_evaluation", "format_curve", "build_run", "Run"]
+__all__ = [
+    "train",
+    "join_world",
+    "meta_iteration",
+    "distribute",
+    "combine_metrics",
+    "load_run",
+    "final_evaluation",
+    "format_curve",
+    "build_run",
+    "Run",
+]

@@ -73,6 +73,7 @@ class MAML:
     """MAML learner; `budget` is the number of inner gradient steps."""
 
     budget_name = "steps"
+    distributed = True  # its meta-step on a shard of the tasks: mean of local query losses
 
     def __init__(self, cfg: MAMLConfig, model: nn.Module, loss: str, device: torch.device):
         self.cfg, self.model, self.loss_kind = cfg, model.to(device), loss

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from metarl.distributed import batch_rows, clip_grad_norm_
 from metarl.errors import UsageError
 from metarl.fewshot.episode import Episode
 from metarl.memory import MemoryCore, MemoryState
@@ -132,6 +133,7 @@ class MANN:
     """Sequence few-shot learner (MANN or black-box LSTM/GRU); `budget` is shots seen."""
 
     metric, higher_is_better, budget_name = "accuracy", True, "shots"
+    distributed = True  # draws every sequence order of the batch, keeps its rows' (batch_rows)
     headline_budget = 1  # the 2nd instance: the first prediction with a labelled example
 
     def __init__(self, cfg: MANNConfig, model: SequenceClassifier, device: torch.device, seed: int):
@@ -147,7 +149,10 @@ class MANN:
         """Shuffle each task's items: x `[T, S, C, H, W]`, y `[T, S]` -> flat x `[T, S, D]`,
         y `[T, S]` and the previous labels `[T, S]` (-1 at the first step)."""
         t, s = y.shape
-        order = torch.rand(t, s, generator=generator, device=y.device).argsort(-1)
+        # the orders of the whole batch being computed (under torchrun: of every rank), so a
+        # shard of the tasks gets the orders one process gives them
+        rows, total = batch_rows(t)
+        order = torch.rand(total, s, generator=generator, device=y.device)[rows].argsort(-1)
         x = x.reshape(t, s, -1).gather(1, order.unsqueeze(-1).expand(t, s, x[0, 0].numel()))
         y = y.gather(1, order)
         prev = torch.cat([torch.full_like(y[:, :1], -1), y[:, :-1]], dim=1)
@@ -176,7 +181,7 @@ class MANN:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)  # the global norm
         self.optimizer.step()
         acc = (logits.detach().argmax(-1) == y).float().mean()
         return {"loss": loss.item(), "accuracy": acc.item()}

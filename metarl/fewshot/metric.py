@@ -77,6 +77,7 @@ class MetricLearner:
     """
 
     budget_name = "shots"
+    distributed = True  # per-task losses over a shard of the tasks (metarl.distributed)
 
     model: Any  # an nn.Module (a ModuleDict in Matching and Relation)
     cfg: Any

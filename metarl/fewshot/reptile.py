@@ -21,6 +21,7 @@ batch it sees (`conv4` has no running statistics), so the mode matters, and the 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -28,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from metarl.distributed import batch_rows
 from metarl.errors import UsageError
 from metarl.fewshot.backbones import classifier
 from metarl.fewshot.episode import Episode
@@ -80,6 +82,22 @@ def minibatches(x: Tensor, y: Tensor, size: int, generator: torch.Generator):
             yield x[idx], y[idx]
 
 
+def skip_minibatches(
+    num_items: int, size: int, steps: int, generator: torch.Generator, device: torch.device
+) -> None:
+    """Make the random draws of `steps` mini-batches of `size` from a set of `num_items`, as
+    `minibatches` does, without the data: a task another rank adapts (under torchrun) moves
+    the generator as it moves in one process."""
+    stream = minibatches(
+        torch.empty(num_items, 0, device=device),
+        torch.empty(num_items, device=device),
+        min(size, num_items),
+        generator,
+    )
+    for _ in range(steps):
+        next(stream)
+
+
 def reptile_update(theta: Params, adapted: list[Params], epsilon: float) -> Params:
     """The outer update `theta + epsilon * mean_t (phi_t - theta)`, parameter by parameter."""
     return {
@@ -92,6 +110,9 @@ class Reptile:
     """Reptile learner; `budget` is the number of inner steps on the support set."""
 
     metric, higher_is_better, budget_name = "accuracy", True, "steps"
+    # equal on several processes: the mean of theta - phi_t over a shard, weighted by its share,
+    # sums to the mean over the batch; the draws of other ranks' tasks are skipped (batch_rows)
+    distributed = True
 
     def __init__(self, cfg: ReptileConfig, model: nn.Module, device: torch.device, seed: int):
         self.cfg, self.model, self.seed = cfg, model.to(device), seed
@@ -133,7 +154,7 @@ class Reptile:
         self.model.train()
         theta = {k: v.detach() for k, v in named_params(self.model).items()}
         adapted, losses, accs = [], [], []
-        for t in range(tasks.num_tasks):
+        for t in self._own_tasks(tasks, self.cfg.adapt_steps, self.cfg.inner_batch, True):
             x, y = tasks.support_x[t], tasks.support_y[t]
             phi = self._adapt_steps(
                 x, y, self.cfg.adapt_steps, self.cfg.inner_batch, self.train_generator
@@ -152,6 +173,18 @@ class Reptile:
         self.scheduler.step()
         n = tasks.num_tasks
         return {"loss": sum(losses) / n, "accuracy": sum(accs) / n, "epsilon": epsilon}
+
+    def _own_tasks(self, tasks: Episode, steps: int, batch: int, train: bool) -> Iterator[int]:
+        """The tasks of `tasks` in order, the generator skipping the draws of the tasks before,
+        between and after them that other ranks adapt (none with one process)."""
+        rows, total = batch_rows(tasks.num_tasks)
+        gen = self.train_generator if train else self.eval_generator
+        items = tasks.support_y.shape[1]
+        for i in range(total):
+            if rows.start <= i < rows.stop:
+                yield i - rows.start
+            else:
+                skip_minibatches(items, batch, steps, gen, tasks.support_y.device)
 
     def _query_logits(self, p: Params, support_x: Tensor, query_x: Tensor, transductive: bool):
         """Query logits `[Q, ways]`: queries in one batch, or each beside the support set."""
@@ -213,9 +246,8 @@ class Reptile:
     def query_accuracy(self, tasks: Episode, max_budget: int, transductive: bool) -> Tensor:
         """The adaptation curve `[B + 1, T]` in the given evaluation mode."""
         self.model.train()
-        cols = [
-            self._curve_task(tasks, t, max_budget, transductive) for t in range(tasks.num_tasks)
-        ]
+        own = self._own_tasks(tasks, max_budget, self.cfg.eval_inner_batch, False)
+        cols = [self._curve_task(tasks, t, max_budget, transductive) for t in own]
         return torch.stack(cols, dim=1)
 
     def predict(self, support_x: Tensor, support_y: Tensor, query_x: Tensor, ways: int) -> Tensor:

@@ -19,6 +19,7 @@ Siamese networks for their table), not Koch's 105x105 network with 4096 sigmoid 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -26,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from metarl.distributed import batch_rows
 from metarl.fewshot.backbones import conv4, embedding_dim
 from metarl.fewshot.episode import Episode
 from metarl.fewshot.metric import (
@@ -153,7 +155,7 @@ class Siamese(MetricLearner):
         n = tasks.num_tasks
         loss_sum, acc_sum = 0.0, 0.0
         pos_weight = torch.tensor(float(max(tasks.ways - 1, 1)), device=tasks.query_x.device)
-        for t in range(n):
+        for t in self._own_tasks(tasks):
             sx, qx = tasks.support_x[t], tasks.query_x[t]
             if self.cfg.distort:
                 both = random_affine(torch.cat([sx, qx]), self.cfg, self.train_generator)
@@ -174,6 +176,18 @@ class Siamese(MetricLearner):
             "accuracy": acc_sum / n,
             "lr": float(self.scheduler.get_last_lr()[0]),
         }
+
+    def _own_tasks(self, tasks: Episode) -> Iterator[int]:
+        """The tasks in order; with distortions on, the draws of the tasks other ranks compute
+        (under torchrun) are made and dropped, so the generator moves as in one process."""
+        rows, total = batch_rows(tasks.num_tasks)
+        items = tasks.support_x.shape[1] + tasks.query_x.shape[1]
+        for i in range(total):
+            if rows.start <= i < rows.stop:
+                yield i - rows.start
+            elif self.cfg.distort:  # the same draws on 1x1 images: no pixels to warp
+                x = torch.zeros(items, 1, 1, 1, device=tasks.support_x.device)
+                random_affine(x, self.cfg, self.train_generator)
 
     def predict(self, support_x: Tensor, support_y: Tensor, query_x: Tensor, ways: int) -> Tensor:
         """`[Q, ways]`: softmax over the classes of the rule's per-class log-odds."""
