@@ -99,7 +99,7 @@ def task_inference_rows(
 ) -> list[dict[str, Any]]:
     """Rows for `family` from the shipped `config` (module docstring)."""
     minutes = args.minutes or (1.0 if args.quick else 20.0)
-    budget = [f"train.max_minutes={minutes}"]
+    budget = [f"train.max_minutes={minutes}", *getattr(args, "override", [])]
     if args.ti_iterations:
         budget.append(f"train.iterations={args.ti_iterations}")
     if args.ti_phase2:
