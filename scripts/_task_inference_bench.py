@@ -99,7 +99,9 @@ def task_inference_rows(
 ) -> list[dict[str, Any]]:
     """Rows for `family` from the shipped `config` (module docstring)."""
     minutes = args.minutes or (1.0 if args.quick else 20.0)
-    budget = [f"train.max_minutes={minutes}", *getattr(args, "override", [])]
+    # the user's --override (not --quick's RL² keys)
+    extra = getattr(args, "user_override", getattr(args, "override", []))
+    budget = [f"train.max_minutes={minutes}", *extra]
     if args.ti_iterations:
         budget.append(f"train.iterations={args.ti_iterations}")
     if args.ti_phase2:

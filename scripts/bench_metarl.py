@@ -700,6 +700,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.test_tasks is None:
         args.test_tasks = 200 if args.quick else 500
     if args.quick:
+        args.user_override = list(args.override)  # what task inference applies (no RL² keys)
         args.override = ["train.num_tasks=64", "learner.hidden_size=64", *args.override]
     torch.set_num_threads(args.threads)
     rows: list[dict[str, Any]] = []
