@@ -117,9 +117,22 @@ class Run:
                 f"stopped before checkpointing it and {self.kept()}; lower learner.outer_lr "
                 f"or learner.inner_lr and run again"
             )
-        if dist.get_world().is_main:
-            save_checkpoint(state, self.checkpoint_path)
-        self.saved_iteration = self.iteration
+        main = dist.get_world().is_main
+        try:
+            if main:
+                save_checkpoint(state, self.checkpoint_path)
+            self.saved_iteration = self.iteration
+        except BaseException:  # e.g. Ctrl-C / SIGTERM just before or after the rename
+            if main:
+                self.saved_iteration = self._iteration_on_disk()
+            raise
+
+    def _iteration_on_disk(self) -> int | None:
+        """The iteration of the checkpoint file as it is now (None: none, or unreadable)."""
+        try:
+            return int(load_checkpoint(self.checkpoint_path)["iteration"])
+        except (OSError, DataError, KeyError, TypeError, ValueError):
+            return None
 
     def restore(self, state: dict[str, Any] | None = None) -> None:
         """Load the checkpoint (or `state`, the checkpoint rank 0 read) after checking it

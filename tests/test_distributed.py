@@ -44,3 +44,20 @@ def test_one_process_is_the_identity(monkeypatch: pytest.MonkeyPatch) -> None:
     p.grad = torch.full((3,), 4.0)
     D.sync_grads_([p], 0.5)
     assert torch.equal(p.grad, torch.full((3,), 2.0))
+
+
+def test_meta_batch_rows_outside_and_inside_a_batch() -> None:
+    assert D.batch_rows(4) == (slice(0, 4), 4) and D.batch_weight() == 1.0
+    with D.meta_batch(5) as rows:
+        assert rows == slice(0, 5) and D.batch_rows(5) == (slice(0, 5), 5)
+        assert D.batch_rows(2) == (slice(0, 2), 2)  # another batch size: its own whole batch
+        assert D.batch_weight() == 1.0
+    assert D.batch_rows(5) == (slice(0, 5), 5)
+
+
+def test_a_bad_timeout_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(D.TIMEOUT_ENV, "soon")
+    with pytest.raises(UsageError, match="METARL_DIST_TIMEOUT='soon' must be a positive number"):
+        D.timeout_seconds()
+    monkeypatch.setenv(D.TIMEOUT_ENV, "2.5")
+    assert D.timeout_seconds() == 2.5
