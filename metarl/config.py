@@ -355,8 +355,12 @@ def renamed_key_hint(kind: Any, key: str) -> str:
 
 
 def diff_configs(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """Human-readable differences between two nested config dicts."""
+    """Human-readable differences between two nested config dicts. A tuple and a list with
+    the same items are equal (YAML has no tuples: `config.yaml` reads back tuple-typed fields,
+    e.g. `task.test_band_deg`, as lists)."""
     out: list[str] = []
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        a, b = list(a), list(b)
     if isinstance(a, dict) and isinstance(b, dict):
         for key in sorted(set(a) | set(b)):
             where = f"{prefix}.{key}" if prefix else str(key)

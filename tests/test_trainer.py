@@ -329,3 +329,17 @@ def test_overrides_may_follow_options_and_unknown_options_exit_2(tmp_path, capsy
         main([*argv, "--bogus", "train.iterations=2"])
     assert exc.value.code == 2
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_the_same_command_again_resumes_with_tuple_typed_fields(tmp_path, capsys):
+    # YAML has no tuples: config.yaml reads `task.test_band_deg` back as a list, and the
+    # second identical command must still be recognised as the same run (it was refused).
+    argv = ["train", "halfcheetah_slope_task_inference", "train.iterations=2",
+            "learner.phase2_start=1", "learner.horizon=10", "learner.history_length=4",
+            "train.num_tasks=2", "eval.final_num_tasks=2", "eval.video=false",
+            "train.eval_interval=0", "task.test_band_deg=[6,7]", "--run-dir", str(tmp_path),
+            "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(argv) == 0, capsys.readouterr().err
+    assert "different config" not in capsys.readouterr().err
