@@ -1,0 +1,77 @@
+"""Merge per-seed task-inference benchmark JSONs (`bench_metarl.py --sections ti_* --seeds S
+--out DIR/ti_sS`, one process per seed so that seeds run in parallel) into one table with the
+per-seed gap closure, share of the oracle and their mean over seeds.
+
+    python scripts/merge_ti_seeds.py results/ti_s0.json results/ti_s1.json ... --out results/X.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from pathlib import Path
+
+METHODS = ("task inference", "blind", "oracle")
+
+
+def _method(row: dict) -> str:
+    return next(m for m in METHODS if row["method"].startswith(m))
+
+
+def merge(paths: list[Path]) -> str:
+    per: dict[str, dict[str, dict[int, dict]]] = {}  # family -> method -> seed -> row
+    argv = []
+    for path in paths:
+        data = json.loads(path.read_text())
+        argv.append(" ".join(data["argv"]))
+        for row in data["rows"]:
+            (seed,) = row["seeds"]
+            per.setdefault(row["family"], {}).setdefault(_method(row), {})[seed] = row
+    lines = ["# Task inference over seeds (one benchmark process per seed)", ""]
+    for family, methods in per.items():
+        seeds = sorted(methods["oracle"])
+        lines += [
+            f"## {family}",
+            "",
+            "| seed | task inference | blind | oracle | oracle - blind | gap closure | share of oracle |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        closures, shares = [], []
+        for s in seeds:
+            ti, b, o = (methods[m][s]["mean"] for m in METHODS)
+            closure = (ti - b) / (o - b) if o > b else float("nan")
+            closures.append(closure)
+            shares.append(ti / o)
+            c = "undefined (blind >= oracle)" if math.isnan(closure) else f"{closure:.2f}"
+            lines.append(
+                f"| {s} | {ti:.1f} | {b:.1f} | {o:.1f} | {o - b:+.1f} ({(o - b) / o:+.0%}) "
+                f"| {c} | {ti / o:.0%} |"
+            )
+        mean = {m: statistics.mean(methods[m][s]["mean"] for s in seeds) for m in METHODS}
+        defined = [c for c in closures if not math.isnan(c)]
+        lines += [
+            f"| mean of {len(seeds)} | {mean['task inference']:.1f} | {mean['blind']:.1f} "
+            f"| {mean['oracle']:.1f} | {mean['oracle'] - mean['blind']:+.1f} "
+            f"| {len(defined)} of {len(seeds)} seeds defined"
+            + (f" (mean {statistics.mean(defined):.2f})" if defined else "")
+            + f" | {statistics.mean(shares):.0%} (min {min(shares):.0%}) |",
+            "",
+        ]
+    lines += ["Commands:", *[f"- `python {a}`" for a in argv], ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("jsons", nargs="+", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args()
+    md = merge(args.jsons)
+    args.out.write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

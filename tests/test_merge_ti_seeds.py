@@ -1,0 +1,35 @@
+"""scripts/merge_ti_seeds.py: per-seed closure and share of the oracle, from real row fields."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _merge():
+    spec = importlib.util.spec_from_file_location("m", ROOT / "scripts/merge_ti_seeds.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.merge
+
+
+def _seed(tmp: Path, seed: int, ti: float, blind: float, oracle: float) -> Path:
+    names = ("task inference (history only); ...", "blind (same PPO)", "oracle (task)")
+    rows = [
+        {"family": "f (test)", "method": m, "mean": v, "seeds": [seed]}
+        for m, v in zip(names, (ti, blind, oracle), strict=True)
+    ]
+    path = tmp / f"s{seed}.json"
+    path.write_text(json.dumps({"argv": ["bench", str(seed)], "rows": rows}))
+    return path
+
+
+def test_closure_per_seed_and_undefined_when_blind_beats_the_oracle(tmp_path):
+    md = _merge()([_seed(tmp_path, 0, 80.0, 40.0, 90.0), _seed(tmp_path, 1, 50.0, 70.0, 60.0)])
+    assert "| 0 | 80.0 | 40.0 | 90.0 | +50.0 (+56%) | 0.80 | 89% |" in md
+    assert "| 1 | 50.0 | 70.0 | 60.0 | -10.0 (-17%) | undefined (blind >= oracle) | 83% |" in md
+    assert "1 of 2 seeds defined (mean 0.80) | 86% (min 83%) |" in md
