@@ -9,7 +9,7 @@ budget 0 is chance.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -88,6 +88,11 @@ class MetricLearner:
     def _task_loss(self, tasks: Episode, t: int) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
+    def _meta_tasks(self, tasks: Episode) -> Iterable[int]:
+        """The tasks of a meta-step, in order (a learner with its own random draws per task
+        may also move its generator for the tasks other ranks compute)."""
+        return range(tasks.num_tasks)
+
     def _generators(self) -> dict[str, torch.Generator]:
         """The learner's own generators, checkpointed by name (none by default)."""
         return {}
@@ -97,7 +102,7 @@ class MetricLearner:
         self.optimizer.zero_grad(set_to_none=True)
         n = tasks.num_tasks
         loss_sum, acc_sum = 0.0, 0.0
-        for t in range(n):
+        for t in self._meta_tasks(tasks):
             loss, scores = self._task_loss(tasks, t)
             (loss / n).backward()
             loss_sum += loss.item()

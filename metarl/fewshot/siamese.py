@@ -149,35 +149,23 @@ class Siamese(MetricLearner):
             tasks.support_x[t, :n], tasks.support_y[t, :n], tasks.query_x[t], tasks.ways
         )
 
-    def meta_step(self, tasks: Episode) -> dict[str, float]:
-        self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        n = tasks.num_tasks
-        loss_sum, acc_sum = 0.0, 0.0
+    def _task_loss(self, tasks: Episode, t: int) -> tuple[Tensor, Tensor]:
+        """Balanced same / different BCE over every (query, support) pair of task `t` (on
+        distorted images with `distort`), and its class scores `[Q, ways]` (no gradient)."""
+        sx, qx = tasks.support_x[t], tasks.query_x[t]
+        if self.cfg.distort:
+            both = random_affine(torch.cat([sx, qx]), self.cfg, self.train_generator)
+            sx, qx = both[: sx.shape[0]], both[sx.shape[0] :]
+        zs, zq = embed_together(self.model["encoder"], sx, qx)
+        logits = self.model["head"](zq, zs)  # [Q, S]
+        same = (tasks.query_y[t].unsqueeze(1) == tasks.support_y[t].unsqueeze(0)).float()
         pos_weight = torch.tensor(float(max(tasks.ways - 1, 1)), device=tasks.query_x.device)
-        for t in self._own_tasks(tasks):
-            sx, qx = tasks.support_x[t], tasks.query_x[t]
-            if self.cfg.distort:
-                both = random_affine(torch.cat([sx, qx]), self.cfg, self.train_generator)
-                sx, qx = both[: sx.shape[0]], both[sx.shape[0] :]
-            zs, zq = embed_together(self.model["encoder"], sx, qx)
-            logits = self.model["head"](zq, zs)  # [Q, S]
-            same = (tasks.query_y[t].unsqueeze(1) == tasks.support_y[t].unsqueeze(0)).float()
-            loss = F.binary_cross_entropy_with_logits(logits, same, pos_weight=pos_weight)
-            (loss / n).backward()
-            loss_sum += loss.item()
-            with torch.no_grad():
-                pred = class_logits(logits, tasks.support_y[t], tasks.ways, self.cfg.shot_rule)
-                acc_sum += (pred.argmax(-1) == tasks.query_y[t]).float().mean().item()
-        self.optimizer.step()
-        self.scheduler.step()
-        return {
-            "loss": loss_sum / n,
-            "accuracy": acc_sum / n,
-            "lr": float(self.scheduler.get_last_lr()[0]),
-        }
+        loss = F.binary_cross_entropy_with_logits(logits, same, pos_weight=pos_weight)
+        with torch.no_grad():
+            pred = class_logits(logits, tasks.support_y[t], tasks.ways, self.cfg.shot_rule)
+        return loss, pred
 
-    def _own_tasks(self, tasks: Episode) -> Iterator[int]:
+    def _meta_tasks(self, tasks: Episode) -> Iterator[int]:
         """The tasks in order; with distortions on, the draws of the tasks other ranks compute
         (under torchrun) are made and dropped, so the generator moves as in one process."""
         rows, total = batch_rows(tasks.num_tasks)
