@@ -239,6 +239,10 @@ class AntGoalDistribution(MujocoFamily[AntGoalConfig, GoalTask]):
 class SlopeConfig:
     robot: Literal["half_cheetah", "ant"] = "half_cheetah"
     """Which robot walks the slope."""
+    goal: Literal["forward", "uphill"] = "forward"
+    """Reward: `forward` progress along +x (uphill for angle > 0, downhill for < 0), or
+    `uphill` progress up the slope whichever way it rises (`HalfCheetahUphill` / `AntUphill`:
+    the agent must find out which way is up)."""
     train_max_deg: float = 10.0
     """Training angles lie in [-train_max_deg, train_max_deg] minus the held-out bands."""
     val_band_deg: tuple[float, float] = (2.5, 3.5)
@@ -251,6 +255,8 @@ class SlopeConfig:
     def __post_init__(self) -> None:
         if self.robot not in ("half_cheetah", "ant"):
             raise UsageError(f"robot must be 'half_cheetah' or 'ant'; got {self.robot!r}")
+        if self.goal not in ("forward", "uphill"):
+            raise UsageError(f"goal must be 'forward' or 'uphill'; got {self.goal!r}")
         v, t, b = tuple(self.val_band_deg), tuple(self.test_band_deg), tuple(self.beyond_band_deg)
         top = self.train_max_deg
         ok = (
@@ -295,9 +301,8 @@ class SlopeDistribution(MujocoFamily[SlopeConfig, SlopeTask]):
 
     @classmethod
     def env_id_of(cls, config: SlopeConfig) -> str:
-        return (
-            "metarl/HalfCheetahSlope-v0" if config.robot == "half_cheetah" else "metarl/AntSlope-v0"
-        )
+        robot = "HalfCheetah" if config.robot == "half_cheetah" else "Ant"
+        return f"metarl/{robot}{'Uphill' if config.goal == 'uphill' else 'Slope'}-v0"
 
     def draw(self, split: str, num_tasks: int, generator: torch.Generator) -> SlopeTask:
         return SlopeTask(_union(num_tasks, self.intervals[split], generator))

@@ -32,7 +32,9 @@ ctrl = sum(a^2); contact = sum(clip(cfrc_ext[1:], -1, 1)^2); healthy = 1 while h
 | AntDir | v_xy . (cos a, sin a) + healthy - 0.5 ctrl - 5e-4 contact | Gymnasium Ant-v5 terms |
 | AntGoal | -abs(xy - goal)_1 + healthy - 0.5 ctrl - 5e-4 contact | PEARL's L1 goal term |
 | HalfCheetahSlope | v_x (along the slope) - 0.1 ctrl | HalfCheetah-v5 terms |
+| HalfCheetahUphill | sign(alpha) v_x (progress *up* the slope) - 0.1 ctrl | HalfCheetah-v5 terms |
 | AntSlope | v_x (along the slope) + healthy - 0.5 ctrl - 5e-4 contact | Ant-v5 terms |
+| AntUphill | sign(alpha) v_x + healthy - 0.5 ctrl - 5e-4 contact | Ant-v5 terms |
 | HalfCheetahTerrain | v_x - 0.1 ctrl | HalfCheetah-v5 terms |
 
 Slope. A uniform slope of angle `alpha` (the floor rises along +x for alpha > 0) is simulated
@@ -337,6 +339,11 @@ def _slope_gravity(model: mujoco.MjModel, params: np.ndarray) -> None:
     model.opt.gravity[:] = (-GRAVITY * math.sin(alpha), 0.0, -GRAVITY * math.cos(alpha))
 
 
+def _uphill(v: np.ndarray, angle_deg: np.ndarray) -> np.ndarray:
+    """Progress up the slope `[B]`: +v on a floor rising along +x (angle >= 0), -v otherwise."""
+    return np.where(angle_deg < 0, -v, v)
+
+
 # --- the families -------------------------------------------------------------------------------
 
 
@@ -394,6 +401,24 @@ class HalfCheetahSlopeEnv(_Cheetah):
         _slope_gravity(model, params)
 
 
+class HalfCheetahUphillEnv(HalfCheetahSlopeEnv):
+    """HalfCheetah that must climb a slope whose direction of rise it is not told.
+
+    The slope of `HalfCheetahSlopeEnv` (gravity rotated; task `SlopeTask`), but the reward is
+    progress *up* the slope, sign(angle) v_x - 0.1 |a|^2 (sign(0) = +1): on a floor rising
+    along -x the cheetah must run backwards. A feed-forward policy that does not know the
+    angle cannot tell which way is up from one observation (the observation is in the slope
+    frame); the pull of gravity and the sign of the reward reveal it within a few steps.
+    """
+
+    @staticmethod
+    def forward(v: np.ndarray, params: np.ndarray) -> np.ndarray:
+        return _uphill(v, params[:, 0])
+
+    def forward1(self, v: float) -> float:
+        return -v if self._p[0] < 0 else v
+
+
 class AntDirEnv(_Ant):
     """Ant rewarded for velocity along a heading angle (task: `HeadingTask`, default 0 = +x).
 
@@ -440,6 +465,15 @@ class AntSlopeEnv(_Ant):
     @staticmethod
     def apply_task(model: mujoco.MjModel, params: np.ndarray) -> None:
         _slope_gravity(model, params)
+
+
+class AntUphillEnv(AntSlopeEnv):
+    """Ant that must climb a slope whose direction of rise it is not told (`AntSlopeEnv` with
+    reward sign(angle) v_x + healthy - 0.5 |a|^2 - 5e-4 contact; see `HalfCheetahUphillEnv`)."""
+
+    @staticmethod
+    def forward(vxy: np.ndarray, xy: np.ndarray, params: np.ndarray) -> np.ndarray:
+        return _uphill(vxy[:, 0], params[:, 0])
 
 
 @functools.lru_cache(maxsize=1)
@@ -515,5 +549,7 @@ ENV_CLASSES: dict[str, type[_TaskEnv]] = {
     "metarl/AntGoal-v0": AntGoalEnv,
     "metarl/HalfCheetahSlope-v0": HalfCheetahSlopeEnv,
     "metarl/AntSlope-v0": AntSlopeEnv,
+    "metarl/HalfCheetahUphill-v0": HalfCheetahUphillEnv,
+    "metarl/AntUphill-v0": AntUphillEnv,
     "metarl/HalfCheetahTerrain-v0": HalfCheetahTerrainEnv,
 }

@@ -19,6 +19,8 @@ ENV_IDS: dict[str, str] = {
     "metarl/AntGoal-v0": "AntGoalEnv",
     "metarl/HalfCheetahSlope-v0": "HalfCheetahSlopeEnv",
     "metarl/AntSlope-v0": "AntSlopeEnv",
+    "metarl/HalfCheetahUphill-v0": "HalfCheetahUphillEnv",
+    "metarl/AntUphill-v0": "AntUphillEnv",
     "metarl/HalfCheetahTerrain-v0": "HalfCheetahTerrainEnv",
 }
 

@@ -25,9 +25,11 @@ from envs.mujoco.locomotion import (  # noqa: E402
     TERRAIN_X,
     AntDirEnv,
     AntGoalEnv,
+    AntUphillEnv,
     HalfCheetahDirEnv,
     HalfCheetahSlopeEnv,
     HalfCheetahTerrainEnv,
+    HalfCheetahUphillEnv,
     HalfCheetahVelEnv,
 )
 from envs.mujoco.registration import ENV_IDS  # noqa: E402
@@ -111,6 +113,44 @@ def test_velocity_and_direction_rewards_by_hand() -> None:
             _, r, *_ = env.step(a)
             v = (env.data.qpos[0] - x0) / 0.05
             assert r == pytest.approx(fwd(v) - 0.05 * np.sum(a**2), abs=1e-12)
+
+
+def test_uphill_rewards_climbing_whichever_way_the_floor_rises() -> None:
+    # The same physics as HalfCheetahSlope (same gravity, same states for the same actions);
+    # only the reward's sign follows the slope: +v_x on a floor rising along +x, -v_x
+    # along -x. The Ant's uphill term is the same, beside its healthy and cost terms.
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (6, 6))
+    for angle in (8.0, -8.0, 0.0):
+        task = {"tasks": {"angle_deg": angle}}
+        up, slope = HalfCheetahUphillEnv(), HalfCheetahSlopeEnv()
+        up.reset(seed=2, options=task)
+        slope.reset(seed=2, options=task)
+        np.testing.assert_array_equal(up.model.opt.gravity, slope.model.opt.gravity)
+        for a in actions:
+            o_up, r_up, *_ = up.step(a)
+            o_slope, r_slope, _, _, info = slope.step(a)
+            np.testing.assert_array_equal(o_up, o_slope)
+            v = info["x_velocity"]
+            assert r_slope == pytest.approx(v - 0.1 * np.sum(a**2), abs=1e-12)
+            assert r_up == pytest.approx((-v if angle < 0 else v) - 0.1 * np.sum(a**2), abs=1e-12)
+    ant = AntUphillEnv(task={"angle_deg": -12.0})
+    ant.reset(seed=0)
+    for a in rng.uniform(-1, 1, (4, 8)):
+        x0 = ant.data.xpos[1, 0]
+        _, r, *_ = ant.step(a)
+        v = (ant.data.xpos[1, 0] - x0) / ant.dt
+        costs = 0.5 * np.sum(a**2) + 5e-4 * np.sum(np.clip(ant.data.cfrc_ext[1:], -1, 1) ** 2)
+        assert r == pytest.approx(-v + 1.0 - costs, abs=1e-12)
+
+
+def test_slope_goal_picks_the_env_and_is_checked() -> None:
+    assert SlopeDistribution(SlopeConfig(goal="uphill")).env_id == "metarl/HalfCheetahUphill-v0"
+    assert SlopeDistribution(SlopeConfig(robot="ant", goal="uphill")).env_id == (
+        "metarl/AntUphill-v0"
+    )
+    with pytest.raises(UsageError, match="goal must be 'forward' or 'uphill'"):
+        SlopeConfig(goal="down")  # type: ignore[arg-type]
 
 
 def test_ant_direction_and_goal_rewards_by_hand() -> None:
@@ -207,6 +247,11 @@ def _batched_vs_singles(
     "env_id,task",
     [
         ("metarl/HalfCheetahSlope-v0", SlopeTask(torch.tensor([-8.0, 12.0], dtype=torch.float64))),
+        (
+            "metarl/HalfCheetahUphill-v0",
+            SlopeTask(torch.tensor([-8.0, 12.0], dtype=torch.float64)),
+        ),
+        ("metarl/AntUphill-v0", SlopeTask(torch.tensor([-8.0, 12.0], dtype=torch.float64))),
         (
             "metarl/HalfCheetahTerrain-v0",
             TerrainDistribution().sample("train", 2, torch.Generator().manual_seed(0)),
