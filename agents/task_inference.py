@@ -9,6 +9,9 @@ Phase 2 (the iterations after): encoder and policy are frozen; an *adaptation mo
 temporal convolution over the last `history_length` steps of (observation, previous action,
 previous reward, previous done) -- is regressed on `z` (MSE) from on-policy rollouts of the
 policy driven by the module's *own* predictions, so it learns on the states it will see.
+With `finetune_policy`, the same rollouts also train policy and value by PPO on the module's
+predictions (the encoder stays frozen): where a short history cannot tell tasks apart (a goal
+seen through a few distances), the policy learns to act so that it can.
 
 At evaluation only the history reaches the agent: the actor (`HistoryActor`) is given the
 step inputs of `agents.rollout.rollout` and nothing else; the task parameters are only used by
@@ -96,6 +99,11 @@ class TaskInferenceConfig:
     """Adam step size of the adaptation module (phase 2)."""
     adapter_epochs: int = 4
     """Passes over each phase-2 batch."""
+    finetune_policy: bool = False
+    """Phase 2 also trains policy and value by PPO on the adaptation module's z (the z the
+    actor acted on), so the policy learns to act on what it can infer, exploring where the
+    history is ambiguous; the encoder and the observation statistics stay frozen, so the
+    regression target does not move. False: the policy is frozen in phase 2 (RMA)."""
     episodes_per_trial: int = 1
     """Episodes each env copy plays per iteration (the history lives across them)."""
     envs_per_task: int = 1
@@ -379,7 +387,16 @@ class TaskInference:
         return rollout(env, tasks, actor, episodes, seed, rows=rows)
 
     # -- phase 1: PPO on the task-conditioned policy ----------------------------------------
-    def _ppo(self, tasks: TaskBatchLike, traj: Trajectories, rows: Rows) -> dict[str, float]:
+    def _ppo(
+        self,
+        tasks: TaskBatchLike,
+        traj: Trajectories,
+        rows: Rows,
+        inferred: Tensor | None = None,
+    ) -> dict[str, float]:
+        """PPO on the batch; `inferred` `[N, z_dim]` (phase 2 with `finetune_policy`): the z
+        the history actor acted on at each valid step (then the encoder and the observation
+        statistics are left as they are)."""
         c, a = self.cfg, self.agent
         t, e, h = traj.rewards.shape
         values = (
@@ -414,7 +431,10 @@ class TaskInference:
                 self.optimizer.zero_grad(set_to_none=True)
                 terms = dict.fromkeys(PPO_TERMS, torch.zeros((), device=self.device))
                 if len(idx):
-                    z = None if a.z_dim == 0 else a.embed(feats)[task_of[idx]]
+                    if inferred is not None:
+                        z = inferred[idx]
+                    else:
+                        z = None if a.z_dim == 0 else a.embed(feats)[task_of[idx]]
                     dist, v = a.dist_value(obs[idx], z)
                     terms = ppo_loss(
                         dist.log_prob(act[idx]), old[idx], adv[idx], c.clip_eps,
@@ -432,7 +452,7 @@ class TaskInference:
                 for k, val in terms.items():
                     sums[k] = sums.get(k, 0.0) + float(val.detach())
                 count += 1
-        if c.normalize_obs:  # after the update, so it used the statistics the actor used
+        if c.normalize_obs and inferred is None:  # after the update: the actor's statistics
             a.obs_norm.update(obs, steps)
         return {k: v / count for k, v in sum_shares(sums, steps).items()}
 
@@ -478,6 +498,15 @@ class TaskInference:
             losses = sum_(torch.tensor(losses, dtype=torch.float64), steps).tolist()
         return {"loss": sum(losses) / len(losses), "z_mse_first": losses[0], "z_mse": losses[-1]}
 
+    def _finetune(self, tasks: TaskBatchLike, traj: Trajectories, rows: Rows) -> dict[str, float]:
+        """Phase-2 PPO of policy and value on the adaptation module's z (`finetune_policy`)."""
+        a = self.agent
+        with torch.no_grad():
+            windows, mask = history_windows(a, traj)  # [B, L, k, D]: what the actor saw
+            valid = mask.reshape(-1) > 0  # trial-major, valid steps in time order: `_ppo`'s
+            inferred = a.adapter(windows.reshape(-1, a.k, windows.shape[-1])[valid])
+        return self._ppo(tasks, traj, rows, inferred)
+
     # -- learner contract -------------------------------------------------------------------
     def meta_step(self, tasks: TaskBatchLike) -> dict[str, float]:
         """Phase 1: a PPO update; phase 2: a regression of the adaptation module on z."""
@@ -486,7 +515,13 @@ class TaskInference:
         rows = task_rows(tasks.num_tasks)  # this rank's rows of the meta-batch
         gen = self.train_generator
         traj = self.play(tasks, c.episodes_per_trial, c.envs_per_task, gen, phase == 2, rows=rows)
-        metrics = self._ppo(tasks, traj, rows) if phase == 1 else self._regress(tasks, traj, rows)
+        if phase == 1:
+            metrics = self._ppo(tasks, traj, rows)
+        else:
+            metrics = {}
+            if c.finetune_policy:  # on the z the actor used: before the module's update
+                metrics = {f"finetune_{k}": v for k, v in self._finetune(tasks, traj, rows).items()}
+            metrics.update(self._regress(tasks, traj, rows))
         self.iteration += 1
         means = {"episode_return": float(traj.episode_returns().mean())}
         metrics.update(

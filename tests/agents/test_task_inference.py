@@ -143,6 +143,42 @@ def test_window_rows_equal_returns_from_the_raw_trajectories():
     assert torch.allclose(first.sum(0), played.episode_returns().mean(1), atol=1e-4)
 
 
+def test_finetuning_acts_on_the_z_the_actor_used_and_leaves_the_encoder():
+    from envs.tensor import CartPoleDistribution
+
+    dist = CartPoleDistribution(horizon=20)  # early ends: padding inside the trials
+    learner = _learner(dist, phase2_start=0, finetune_policy=True, episodes_per_trial=2)
+    tasks = dist.sample("train", 4, torch.Generator().manual_seed(0))
+    traj = learner.play(tasks, 2, 1, torch.Generator().manual_seed(0), history=True)
+    assert (traj.mask == 0).any()
+    # The z `_finetune` hands to PPO, in PPO's step order, is the one the actor acted on:
+    # the policy's log-probabilities of the taken actions come back exactly.
+    windows, mask = history_windows(learner.agent, traj)
+    valid = traj.mask.reshape(-1) > 0
+    with torch.no_grad():
+        x = windows.reshape(-1, *windows.shape[2:])[mask.reshape(-1) > 0]
+        z = learner.agent.adapter(x)
+        obs = traj.obs.reshape(-1, traj.obs.shape[-1])[valid]
+        dist_, _ = learner.agent.dist_value(obs, z)
+    logp = dist_.log_prob(traj.actions.reshape(-1)[valid])
+    assert torch.allclose(logp, traj.log_probs.reshape(-1)[valid], atol=1e-5)
+    # A phase-2 step trains policy, value and module; encoder and obs statistics stay.
+    a = learner.agent
+    frozen = {k: v.clone() for k, v in a.state_dict().items() if k.startswith(("encoder", "obs"))}
+    policy = [p.clone() for p in a.policy.parameters()]
+    metrics = learner.meta_step(tasks)
+    assert metrics["phase"] == 2.0 and "finetune_policy_loss" in metrics and "z_mse" in metrics
+    assert all(torch.equal(a.state_dict()[k], v) for k, v in frozen.items())
+    assert any(not torch.equal(p, q) for p, q in zip(policy, a.policy.parameters(), strict=True))
+    # Without finetuning the policy is frozen in phase 2.
+    still = _learner(dist, phase2_start=0, episodes_per_trial=2)
+    before = [p.clone() for p in still.agent.policy.parameters()]
+    still.meta_step(tasks)
+    assert all(
+        torch.equal(p, q) for p, q in zip(before, still.agent.policy.parameters(), strict=True)
+    )
+
+
 TINY = ["device=cpu", "train.num_tasks=4", "train.eval_interval=2", "train.checkpoint_interval=1"]
 TINY += ["eval.num_tasks=4", "eval.final_num_tasks=8", "eval.batch_tasks=4", "eval.max_budget=1"]
 LEARNER = "kind: task_inference\n  hidden_sizes: [16]\n  z_dim: 2\n  history_length: 3\n"
