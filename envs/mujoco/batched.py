@@ -26,7 +26,8 @@ one without is an episode boundary of the same tasks. Seeds: an int `s` seeds co
 `s + i` (as Gymnasium's vector envs), a list one per copy; `None` keeps each copy's generator
 running. Actions: a numpy array or a torch tensor `[N, nu]` (any device; float64 on the CPU).
 
-Threads: `num_threads` (default: the number of CPU cores, at most 8) threads step contiguous
+Threads: `num_threads` (default: torch's thread count -- `OMP_NUM_THREADS` or
+`torch.set_num_threads`, so a run given one thread uses one core -- at most 8) threads step contiguous
 chunks of copies in parallel, at least `MIN_CHUNK` each (with fewer, waking the threads cost
 more than they saved here); `mujoco.mj_step` releases the GIL, and every copy has its own
 `MjModel`/`MjData`, so the numbers are the same for any thread count (tested). The rewards and
@@ -90,8 +91,8 @@ class BatchedMujocoEnv(VectorEnv):
             raise UsageError(
                 f"max_episode_steps must be a positive integer or None; got {max_episode_steps!r}"
             )
-        if num_threads is None:
-            num_threads = min(8, os.cpu_count() or 1)
+        if num_threads is None:  # torch's thread budget (OMP_NUM_THREADS), so one run = one core
+            num_threads = min(8, os.cpu_count() or 1, torch.get_num_threads())
         if not isinstance(num_threads, int) or num_threads < 1:
             raise UsageError(f"num_threads must be a positive integer; got {num_threads!r}")
         self.env_id, self.num_envs = env_id, num_envs

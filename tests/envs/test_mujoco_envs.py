@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -381,6 +383,19 @@ def test_threaded_batched_equals_serial(env_id: str, monkeypatch: pytest.MonkeyP
         env.close()
     with pytest.raises(UsageError, match="num_threads must be a positive integer"):
         BatchedMujocoEnv(env_id, 2, num_threads=0)
+
+
+def test_default_thread_count_follows_torch() -> None:
+    # A run given one thread (OMP_NUM_THREADS=1) steps its physics on one core too.
+    old = torch.get_num_threads()
+    try:
+        for k in (1, 2):
+            torch.set_num_threads(k)
+            env = BatchedMujocoEnv("metarl/HalfCheetahSlope-v0", 16)
+            assert env.num_threads == min(k, os.cpu_count() or 1)
+            env.close()
+    finally:
+        torch.set_num_threads(old)
 
 
 def test_terrain_elevation_scale_follows_the_task() -> None:
