@@ -307,7 +307,8 @@ def markdown(result: dict) -> str:
         BEGIN,
         f"## Model- and optimisation-based families ({result['date']}, {result['machine']})",
         "",
-        f"Written by `{result['command']}`; each row names the commands that reproduce it.",
+        f"Last written by `{result['command']}` (which reran only its sections); each row"
+        " names the commands that reproduce it.",
         "",
     ]
     if result.get("mann"):
