@@ -276,6 +276,8 @@ class SlopeConfig:
 class SlopeDistribution(MujocoFamily[SlopeConfig, SlopeTask]):
     """Slope angle in degrees, with held-out bands inside and beyond the training range.
 
+    `goal: uphill` (`HalfCheetahUphill` / `AntUphill`) rewards climbing whichever way the
+    floor rises, so the sign of the angle decides which way to run; `forward` rewards +x.
     With the defaults (both signs, i.e. uphill and downhill):
     - `train`: U over [-10, 10] minus the `val` and `test` bands;
     - `val`: |angle| in [2.5, 3.5]; `test`: |angle| in [6.5, 7.5] (unseen, inside the range);

@@ -16,7 +16,7 @@ Families, their sources and ranges (the env docstrings in `locomotion.py` give r
 | HalfCheetahDir | direction | {-1, +1} | MAML, ProMP |
 | AntDir | heading angle (rad) | U[0, 2 pi) or {0, pi} | MAML (forward/backward), ProMP |
 | AntGoal | goal (m) | uniform in a disc of radius 3 | PEARL (Rakelly et al. 2019) |
-| *Slope | slope angle (deg) | see `SlopeDistribution` | this library |
+| *Slope, *Uphill | slope angle (deg) | see `SlopeDistribution` | this library |
 | HalfCheetahTerrain | ramp + hills profile | see `TerrainDistribution` | this library |
 """
 
