@@ -431,10 +431,11 @@ class TaskInference:
                 self.optimizer.zero_grad(set_to_none=True)
                 terms = dict.fromkeys(PPO_TERMS, torch.zeros((), device=self.device))
                 if len(idx):
+                    z: Tensor | None = None
                     if inferred is not None:
                         z = inferred[idx]
-                    else:
-                        z = None if a.z_dim == 0 else a.embed(feats)[task_of[idx]]
+                    elif a.z_dim > 0:
+                        z = a.embed(feats)[task_of[idx]]
                     dist, v = a.dist_value(obs[idx], z)
                     terms = ppo_loss(
                         dist.log_prob(act[idx]), old[idx], adv[idx], c.clip_eps,
