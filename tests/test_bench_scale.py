@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_scale", ROOT / "scripts/bench_scale.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.scripts import load_script
 
 
 def test_quick_maml_omniglot_on_one_and_two_processes(
@@ -24,7 +16,7 @@ def test_quick_maml_omniglot_on_one_and_two_processes(
     """One process measured here (the script's worker, unpinned), two through torchrun as the
     script launches them; then the rows and the table."""
     monkeypatch.setenv("METARL_OMNIGLOT", str(omniglot_dir))
-    bench = load_script()
+    bench = load_script("bench_scale")
     quick = bench.BENCHES["maml_omniglot"]["quick"]
     bench.worker("omniglot_maml_5w1s", quick, 1, tmp_path / "one.json", pin=False)
     one = json.loads((tmp_path / "one.json").read_text())
@@ -44,7 +36,7 @@ def test_quick_maml_omniglot_on_one_and_two_processes(
 
 
 def test_a_refusing_learner_is_a_not_distributed_yet_row() -> None:
-    bench = load_script()
+    bench = load_script("bench_scale")
     refused = {
         "refused": "learner.kind maml_rl does not train on several processes yet",
         "command": "c",

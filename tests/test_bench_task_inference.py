@@ -5,25 +5,12 @@ hold the three methods at the same iterations."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.scripts import load_script
 
 
 def _bench():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        spec = importlib.util.spec_from_file_location(
-            "_task_inference_bench", ROOT / "scripts/_task_inference_bench.py"
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+    return load_script("_task_inference_bench")
 
 
 def test_the_learner_continues_the_oracles_phase_1_and_all_rows_share_its_budget():

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.scripts import load_script
 
 
 def _merge():
-    spec = importlib.util.spec_from_file_location("m", ROOT / "scripts/merge_ti_seeds.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.merge
+    return load_script("merge_ti_seeds").merge
 
 
 def _seed(tmp: Path, seed: int, ti: float, blind: float, oracle: float) -> Path:
