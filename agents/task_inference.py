@@ -467,15 +467,22 @@ class TaskInference:
         return Rows(start, mine, int(per_task.sum()))
 
     # -- phase 2: regress the adaptation module on z ------------------------------------------
-    def _regress(self, tasks: TaskBatchLike, traj: Trajectories, rows: Rows) -> dict[str, float]:
+    def _valid_windows(self, traj: Trajectories) -> tuple[Tensor, Tensor]:
+        """The history window of every valid step `[N, k, D]` (trial-major, time order within a
+        trial: the order of `_ppo`'s steps) and the trials' mask `[B, L]`."""
+        windows, mask = history_windows(self.agent, traj)  # [B, L, k, D], [B, L]
+        return windows.reshape(-1, *windows.shape[2:])[mask.reshape(-1) > 0], mask
+
+    def _regress(
+        self, tasks: TaskBatchLike, traj: Trajectories, rows: Rows, x: Tensor, mask: Tensor
+    ) -> dict[str, float]:
+        """Regress the adaptation module on z from the valid steps' windows `x` `[N, k, D]`."""
         c, a = self.cfg, self.agent
         with torch.no_grad():
             target = a.embed(task_features(tasks).to(self.device))  # [T, z]
-        windows, mask = history_windows(a, traj)  # [B, L, k, D], [B, L]
         b, length = mask.shape
         target = target.repeat_interleave(b // tasks.num_tasks, 0)[:, None].expand(b, length, -1)
-        valid = mask.reshape(-1) > 0
-        x, y = windows.reshape(b * length, a.k, -1)[valid], target.reshape(b * length, -1)[valid]
+        y = target.reshape(b * length, -1)[mask.reshape(-1) > 0]
         steps = self._step_rows(traj, rows)
         losses = []
         for _ in range(c.adapter_epochs):
@@ -499,13 +506,13 @@ class TaskInference:
             losses = sum_(torch.tensor(losses, dtype=torch.float64), steps).tolist()
         return {"loss": sum(losses) / len(losses), "z_mse_first": losses[0], "z_mse": losses[-1]}
 
-    def _finetune(self, tasks: TaskBatchLike, traj: Trajectories, rows: Rows) -> dict[str, float]:
-        """Phase-2 PPO of policy and value on the adaptation module's z (`finetune_policy`)."""
-        a = self.agent
+    def _finetune(
+        self, tasks: TaskBatchLike, traj: Trajectories, rows: Rows, x: Tensor
+    ) -> dict[str, float]:
+        """Phase-2 PPO of policy and value on the adaptation module's z (`finetune_policy`)
+        from the valid steps' windows `x` `[N, k, D]` (what the actor saw)."""
         with torch.no_grad():
-            windows, mask = history_windows(a, traj)  # [B, L, k, D]: what the actor saw
-            valid = mask.reshape(-1) > 0  # trial-major, valid steps in time order: `_ppo`'s
-            inferred = a.adapter(windows.reshape(-1, a.k, windows.shape[-1])[valid])
+            inferred = self.agent.adapter(x)
         return self._ppo(tasks, traj, rows, inferred)
 
     # -- learner contract -------------------------------------------------------------------
@@ -519,10 +526,12 @@ class TaskInference:
         if phase == 1:
             metrics = self._ppo(tasks, traj, rows)
         else:
+            x, mask = self._valid_windows(traj)
             metrics = {}
             if c.finetune_policy:  # on the z the actor used: before the module's update
-                metrics = {f"finetune_{k}": v for k, v in self._finetune(tasks, traj, rows).items()}
-            metrics.update(self._regress(tasks, traj, rows))
+                ft = self._finetune(tasks, traj, rows, x)
+                metrics = {f"finetune_{k}": v for k, v in ft.items()}
+            metrics.update(self._regress(tasks, traj, rows, x, mask))
         self.iteration += 1
         means = {"episode_return": float(traj.episode_returns().mean())}
         metrics.update(
