@@ -177,7 +177,10 @@ def rl2_seed_runs(
 
 def bandit_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
-    for n, k in [(n, k) for n, k in [(10, 5), (10, 10), (100, 5), (100, 10)] if _wanted(args, n)]:
+    pairs = [(10, 5), (10, 10), (100, 5), (100, 10)]
+    for n, k in [
+        (n, k) for n, k in pairs if _wanted(args, n) and (not args.arms or k in args.arms)
+    ]:
         fam = f"bandits n={n} k={k}"
         paper = RL2_PAPER[("bandit", n, k)]
         totals, tasks_all, info = rl2_seed_runs(args, f"bandit_rl2_k{k}_n{n}", n, paper)
@@ -677,6 +680,13 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         default=None,
         help="bandits / tabular: only the configs with these trial lengths n (default: all)",
+    )
+    p.add_argument(
+        "--arms",
+        type=int,
+        nargs="+",
+        default=None,
+        help="bandits: only the configs with these arm counts k (default: all)",
     )
     p.add_argument(
         "--minutes", type=float, default=None, help="MAML-RL sections: training minutes per run"
