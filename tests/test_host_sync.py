@@ -26,6 +26,7 @@ from envs.tensor import (
     PendulumVectorEnv,
     TabularMDPVectorEnv,
 )
+from envs.tensor.base import TensorVectorEnv
 from metarl.cli import main
 from metarl.errors import NonFiniteError, check_finite, deferred_finite_checks
 from metarl.registry import load_config
@@ -41,6 +42,14 @@ FAMILIES = [
     PendulumVectorEnv,
 ]
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.fixture(autouse=True)
+def _per_step_noise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every env here draws its step noise per step, as on an accelerator: on the CPU a
+    family reads it from a block drawn for several steps, checked against the counters on the
+    host (free there, see `TensorVectorEnv._noise_block_steps`)."""
+    monkeypatch.setattr(TensorVectorEnv, "_noise_block_steps", lambda self: 1)
 
 
 def accelerator_path(cls: type) -> type:

@@ -64,6 +64,8 @@ from metarl.errors import UsageError
 from metarl.tasks import TaskBatch, check_task_batch
 
 _M32 = 0xFFFFFFFF
+NOISE_BLOCK_STEPS = 16
+"""Env steps of step noise a CPU env draws at once (`TensorVectorEnv._block_uniform`)."""
 ConfigT = TypeVar("ConfigT")
 TaskT = TypeVar("TaskT", bound=TaskBatch)
 _P = TypeVar("_P", bound="PhysicsTask")
@@ -240,6 +242,8 @@ class TensorVectorEnv(VectorEnv, Generic[ConfigT, TaskT]):
         self.task_id = torch.arange(num_envs, device=self.device) // envs_per_task  # [N]
         self._key_hash: torch.Tensor | None = None
         self._counter = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
+        self._draw_index = torch.arange(64, device=self.device)  # [64]: j of the j-th number
+        self._noise_blocks: dict[tuple[int, int, torch.dtype], tuple[torch.Tensor, ...]] = {}
         self._elapsed = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
         if isinstance(single_action_space, spaces.Box):
             self._act_low = torch.as_tensor(single_action_space.low, device=self.device)
@@ -297,9 +301,45 @@ class TensorVectorEnv(VectorEnv, Generic[ConfigT, TaskT]):
         (indices `[R]`) only those copies' `[R, num]`, the same numbers as those rows of the
         full draw."""
         assert self._key_hash is not None
-        if rows is None:
+        if rows is not None:
+            return uniform(self._key_hash[rows], self._counter[rows], stream, num, dtype)
+        steps = self._noise_block_steps()
+        if steps <= 1 or num > self._draw_index.numel():
             return uniform(self._key_hash, self._counter, stream, num, dtype)
-        return uniform(self._key_hash[rows], self._counter[rows], stream, num, dtype)
+        return self._block_uniform(stream, num, dtype, steps)
+
+    def _noise_block_steps(self) -> int:
+        """How many counters of every copy's stream a full draw computes at once: on the CPU
+        `NOISE_BLOCK_STEPS` (checking that the cached block still covers each copy's counter
+        reads the counters on the host, which is free there); 1 (no cache) on accelerators,
+        where that check would make the host wait for the device."""
+        return NOISE_BLOCK_STEPS if self.device.type == "cpu" else 1
+
+    def _block_uniform(self, stream: int, num: int, dtype: torch.dtype, steps: int) -> torch.Tensor:
+        """`[N, num]` uniforms at the copies' current counters, read from a block
+        `[N, steps, num]` drawn for counters `base .. base + steps - 1` of each copy (`base`:
+        the counters when the block was drawn). A draw is a pure function of (key, counter,
+        stream), so these are the numbers of `uniform(key_hash, counter, ...)` bit for bit; the
+        block amortises the ~35 small integer kernels of the hash over `steps` env steps. It is
+        drawn again when a copy's counter leaves it (counters grow by one per step and one per
+        reset of that copy) and dropped when `reset(seed=...)` changes the keys."""
+        assert self._key_hash is not None
+        key = (stream, num, dtype)
+        cached = self._noise_blocks.get(key)
+        if cached is not None:
+            base, block = cached
+            offset = self._counter - base  # [N]
+            low, high = torch.aminmax(offset)
+            if int(low) >= 0 and int(high) < steps:
+                at = (offset * num)[:, None] + self._draw_index[:num]  # [N, num]
+                return block.view(self.num_envs, steps * num).gather(1, at)
+        n = self.num_envs
+        ahead = torch.arange(steps, dtype=torch.int64, device=self.device)
+        counters = (self._counter[:, None] + ahead[None, :]).reshape(n * steps)
+        keys = self._key_hash.repeat_interleave(steps)
+        block = uniform(keys, counters, stream, num, dtype).view(n, steps, num)
+        self._noise_blocks[key] = (self._counter.clone(), block)
+        return block[:, 0]
 
     def _reset_rows(self, mask: torch.Tensor) -> torch.Tensor | None:
         """The copies `_reset_envs(mask)` must reset, as indices `[R]`, on the CPU (where
@@ -332,6 +372,7 @@ class TensorVectorEnv(VectorEnv, Generic[ConfigT, TaskT]):
             keys = seed + torch.arange(self.num_envs, dtype=torch.int64, device=self.device)
             self._key_hash = hash_keys(keys)
             self._counter.zero_()
+            self._noise_blocks.clear()
         if "tasks" in options:
             tasks: TaskT = options["tasks"]
             check_task_batch(tasks, self.task_type, self.num_tasks)

@@ -104,6 +104,7 @@ class TabularMDPVectorEnv(TensorVectorEnv[TabularMDPConfig, TabularMDPTask]):
 
     def _init_state(self) -> None:
         self.state = self._zeros(dtype=torch.int64)  # [N]
+        self._eye = torch.eye(self.config.num_states, device=self.device)  # [S, S]
 
     def _check_env_tasks(self, tasks: TabularMDPTask) -> None:
         _, s, a, _ = tasks.transitions.shape
@@ -115,12 +116,17 @@ class TabularMDPVectorEnv(TensorVectorEnv[TabularMDPConfig, TabularMDPTask]):
             )
 
     def _set_tasks(self, tasks: TabularMDPTask) -> None:
-        # Cumulative rows once per task set, so a step is one gather and one comparison.
-        self._cum = tasks.transitions.float().cumsum(-1)  # [T, S, A, S]
-        self._means = tasks.reward_means.float()  # [T, S, A]
+        # Cumulative rows once per task set, so a step is one gather and one comparison; the
+        # tables are flat over (task, state, action), indexed by one row number per copy
+        # (`index_select` / `take` on one index are several times faster than indexing
+        # `[T, S, A, S]` with three index tensors).
+        s = self.config.num_states
+        self._cum = tasks.transitions.float().cumsum(-1).reshape(-1, s)  # [T * S * A, S]
+        self._means = tasks.reward_means.float().reshape(-1)  # [T * S * A]
+        self._task_row = self.task_id * (s * self.config.num_actions)  # [N]
 
     def _obs(self) -> torch.Tensor:
-        return torch.nn.functional.one_hot(self.state, self.config.num_states).float()
+        return self._eye.index_select(0, self.state)  # [N, S]: one-hot rows
 
     def _reset_envs(self, mask: torch.Tensor) -> torch.Tensor:
         self.state = torch.where(mask, 0, self.state)
@@ -128,11 +134,10 @@ class TabularMDPVectorEnv(TensorVectorEnv[TabularMDPConfig, TabularMDPTask]):
 
     def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         u = self._uniform(0, 3)  # [N, 3]: next state, two for the Gaussian reward noise
-        cum = self._cum[self.task_id, self.state, actions]  # [N, S]
+        row = self._task_row + self.state * self.config.num_actions + actions  # [N]
+        cum = self._cum.index_select(0, row)  # [N, S]
         nxt = (cum <= u[:, :1]).sum(-1).clamp_(max=self.config.num_states - 1)
-        reward = self._means[self.task_id, self.state, actions] + normal_from_uniform(
-            u[:, 1], u[:, 2]
-        )
+        reward = self._means.take(row) + normal_from_uniform(u[:, 1], u[:, 2])
         self.state = nxt
         return self._obs(), reward, torch.zeros_like(nxt, dtype=torch.bool)
 
