@@ -225,6 +225,36 @@ class Actor(Protocol):
     ) -> ActorOutput: ...
 
 
+class RandomActor:
+    """Uniform actions over `action_space` (a single env's: `Discrete(n)` -> integers in
+    `[0, n)`, `Box` -> uniform in `[low, high]`), drawn with `generator` on its device: the
+    benchmarks' `random` row. log_prob and value are zeros (nothing is trained on them)."""
+
+    def __init__(self, action_space: gymnasium.Space, generator: torch.Generator) -> None:
+        if not isinstance(action_space, gymnasium.spaces.Discrete | gymnasium.spaces.Box):
+            raise UsageError(f"RandomActor: expected a Discrete or Box space, got {action_space}")
+        if isinstance(action_space, gymnasium.spaces.Box) and not action_space.is_bounded():
+            raise UsageError(f"RandomActor: the action space must be bounded, got {action_space}")
+        self.space, self.generator = action_space, generator
+
+    def initial_state(self, num_envs: int) -> None:
+        return None
+
+    @torch.no_grad()
+    def __call__(self, obs, prev_action, prev_reward, prev_done, state) -> ActorOutput:
+        n, g = obs.shape[0], self.generator
+        if isinstance(self.space, gymnasium.spaces.Discrete):
+            high = int(self.space.n)
+            action = torch.randint(0, high, (n,), generator=g, device=g.device).to(obs.device)
+        else:
+            low = torch.as_tensor(self.space.low, dtype=torch.float32)
+            width = torch.as_tensor(self.space.high, dtype=torch.float32) - low
+            u = torch.rand(n, *low.shape, generator=g, device=g.device)
+            action = (low.to(u.device) + width.to(u.device) * u).to(obs.device)
+        zeros = torch.zeros(n, device=obs.device)
+        return ActorOutput(action, zeros, zeros, None)
+
+
 def _noise(like: Tensor, rows: Rows | None) -> Tensor:
     """An uninitialised buffer for the whole batch's noise (`rows.total` along dim 0, else
     `like`'s shape); `_rows` then cuts this shard's rows out of the filled buffer."""

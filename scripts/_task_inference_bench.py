@@ -4,7 +4,7 @@ For each seed: the learner (`learner.mode=learner`: phase 1 PPO on [obs, encoder
 phase 2 the adaptation module), then the task-blind policy (`mode=blind`: the same PPO and
 network without the task) and the oracle (`mode=oracle`: phase 1 throughout, evaluated with
 the true task embedding), both trained for the learner's number of iterations, i.e. on as
-many env steps. On the held-out tasks of each split (one fixed draw per seed), episode 1's
+many env steps; and uniform random actions (no training). On the held-out tasks of each split (one fixed draw per seed), episode 1's
 return (the learner adapts inside it: budget 0 is the headline), episode 2's, and the return
 per window of steps of episode 1. Gap closure = (learner - blind) / (oracle - blind) per seed;
 its mean and 95% CI over seeds (CI only with 2+ seeds).
@@ -22,6 +22,8 @@ from typing import Any
 import torch
 import yaml
 
+from agents.rollout import RandomActor, rollout
+from agents.task_inference import window_returns
 from metarl.checkpoint import load_checkpoint, save_checkpoint
 from metarl.config import to_dict
 from metarl.registry import load_config
@@ -94,6 +96,29 @@ def _ci(x: list[float]) -> float:
     return 1.96 * v.std().item() / math.sqrt(len(x)) if len(x) > 1 else float("nan")
 
 
+RANDOM = "random (uniform actions)"
+
+
+def random_row(run: Any, tasks: Any, seed: int) -> dict[str, Any]:
+    """The `random` row on `tasks`: one episode of uniform actions per evaluation copy, on
+    the learner's own evaluation env (no training: 0 env steps)."""
+    c = run.learner.cfg
+    env = run.learner._env(tasks.num_tasks, c.eval_trials_per_task)
+    actor = RandomActor(env.action_space, make_generator(seed, "bench/random"))
+    trial = rollout(env, tasks, actor, 1, seed)
+    episode1 = trial.returns_by_episode_index()[:, 0]  # [T]
+    return {
+        "episode1": episode1.mean().item(),
+        "episode2": float("nan"),
+        "episode1_tasks": episode1.tolist(),
+        "windows": window_returns(trial, c.window).mean(1).tolist(),
+        "iterations": 0,
+        "env_steps": 0,
+        "train_seconds": 0.0,
+        "command": "agents.rollout.RandomActor (uniform actions, no training)",
+    }
+
+
 def task_inference_rows(
     family: str, config: str, args: argparse.Namespace, splits: tuple[str, ...]
 ) -> list[dict[str, Any]]:
@@ -140,6 +165,7 @@ def task_inference_rows(
                         "command": cmd,
                     }
                 )
+            per_seed.setdefault((split, RANDOM), []).append(random_row(learner[0], tasks, seed))
     rows = []
     for split in splits:
         label = f"task inference {family} ({split})"

@@ -9,6 +9,7 @@ from agents.policies import make_mlp_policy, make_recurrent_policy
 from agents.rollout import (
     ActorOutput,
     MLPActor,
+    RandomActor,
     RecurrentActor,
     make_batched_env,
     rollout,
@@ -245,3 +246,26 @@ def test_bad_inputs():
 
     with pytest.raises(UsageError, match="no environment"):
         make_batched_env(SinusoidDistribution(SinusoidConfig(), torch.device("cpu")), 1, 1)
+
+
+def test_random_actor_draws_uniform_actions_in_the_space_reproducibly():
+    box = gymnasium.spaces.Box(np.array([-1.0, 0.0]), np.array([1.0, 4.0]), dtype=np.float32)
+    obs = torch.zeros(20_000, 3)
+
+    def draw(space, seed):
+        actor = RandomActor(space, torch.Generator().manual_seed(seed))
+        return actor(obs, None, None, None, actor.initial_state(obs.shape[0])).action
+
+    a = draw(box, 0)
+    assert a.shape == (20_000, 2)
+    assert (a[:, 0] >= -1).all() and (a[:, 0] <= 1).all() and (a[:, 1] >= 0).all()
+    assert (a[:, 1] <= 4).all()
+    # uniform: mean at the midpoint, variance width**2 / 12 (5 standard errors)
+    assert torch.allclose(a.mean(0), torch.tensor([0.0, 2.0]), atol=5 * 2.0 / 12**0.5 / 141)
+    assert torch.allclose(a.var(0), torch.tensor([4 / 12, 16 / 12]), rtol=0.05)
+    assert torch.equal(a, draw(box, 0)) and not torch.equal(a, draw(box, 1))
+    d = draw(gymnasium.spaces.Discrete(4), 0)
+    assert d.dtype == torch.int64 and set(d.tolist()) == {0, 1, 2, 3}
+    assert torch.allclose(torch.bincount(d) / 20_000.0, torch.full((4,), 0.25), atol=0.015)
+    with pytest.raises(UsageError, match="bounded"):
+        RandomActor(gymnasium.spaces.Box(-np.inf, np.inf, (2,)), torch.Generator())
