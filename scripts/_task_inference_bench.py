@@ -28,7 +28,7 @@ from metarl.checkpoint import load_checkpoint, save_checkpoint
 from metarl.config import to_dict
 from metarl.registry import load_config
 from metarl.seeding import make_generator
-from metarl.trainer import load_run, train
+from metarl.trainer import build_run, load_run, train
 
 
 def _train(config: str, overrides: list[str]) -> tuple[Any, dict[str, Any], str]:
@@ -119,6 +119,42 @@ def random_row(run: Any, tasks: Any, seed: int) -> dict[str, Any]:
     }
 
 
+def _random_only_rows(
+    family: str, config: str, args: argparse.Namespace, splits: tuple[str, ...], budget: list[str]
+) -> list[dict[str, Any]]:
+    """`--ti-random-only`: the random row alone, on the held-out tasks the full benchmark
+    draws for each seed (same generators), from an untrained run of the same config."""
+    rows = []
+    for split in splits:
+        seeds = []
+        for seed in args.seeds:
+            over = ["device=cpu", "train.eval_interval=0", f"seed={seed}", *budget]
+            run = build_run(load_config(config, over), Path(tempfile.mkdtemp(prefix="bench_")))
+            gen = make_generator(seed, f"bench/{split}")
+            tasks = run.distribution.sample(split, args.test_tasks, gen)
+            seeds.append(random_row(run, tasks, seed))
+        tasks_ep1 = torch.tensor([v for s in seeds for v in s["episode1_tasks"]])
+        rows.append(
+            {
+                "family": f"task inference {family} ({split})",
+                "method": RANDOM,
+                "mean": sum(s["episode1"] for s in seeds) / len(seeds),
+                "ci95": 1.96 * tasks_ep1.double().std().item() / math.sqrt(tasks_ep1.numel()),
+                "n": tasks_ep1.numel(),
+                "windows": [
+                    sum(w) / len(seeds) for w in zip(*(s["windows"] for s in seeds), strict=True)
+                ],
+                "env_steps": 0,
+                "train_seconds": 0.0,
+                "env_steps_per_s": 0.0,
+                "command": seeds[0]["command"],
+                "seeds": list(args.seeds),
+                "per_seed": [s["episode1"] for s in seeds],
+            }
+        )
+    return rows
+
+
 def task_inference_rows(
     family: str, config: str, args: argparse.Namespace, splits: tuple[str, ...]
 ) -> list[dict[str, Any]]:
@@ -135,6 +171,8 @@ def task_inference_rows(
         budget += ["train.num_tasks=4", "learner.ppo_epochs=2"]
         if "navigation" not in config:  # tensor families keep their own horizon
             budget.append("learner.horizon=50")
+    if getattr(args, "ti_random_only", False):
+        return _random_only_rows(family, config, args, splits, budget)
     per_seed: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for seed in args.seeds:
         both = _learner_and_oracle(config, [f"seed={seed}", *budget])

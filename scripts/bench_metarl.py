@@ -701,6 +701,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ti-iterations", type=int, default=None, help="task inference: iterations")
     p.add_argument("--ti-phase2", type=int, default=None, help="task inference: phase2_start")
     p.add_argument("--ti-config", default=None, help="task inference flagship: another config")
+    p.add_argument(
+        "--ti-random-only",
+        action="store_true",
+        help="task inference: only the random row (no training), on the same held-out tasks",
+    )
     p.add_argument("--out", default="results/metarl")
     args = p.parse_args(argv)
     if args.iterations is None:

@@ -29,6 +29,10 @@ def test_the_learner_continues_the_oracles_phase_1_and_all_rows_share_its_budget
     (random,) = [r for r in all_rows if r["method"].startswith("random")]
     assert random["env_steps"] == 0 and random["n"] == 4 and "RandomActor" in random["command"]
     rows = [r for r in all_rows if r is not random]
+    # --ti-random-only draws the same held-out tasks and actions without training anything
+    alone = bench.navigation_rows(argparse.Namespace(**vars(args), ti_random_only=True))
+    assert [r["method"] for r in alone] == [random["method"]]
+    assert alone[0]["mean"] == random["mean"] and alone[0]["windows"] == random["windows"]
     for row in rows:
         mode = {"task": "learner", "blind": "blind", "oracle": "oracle"}[row["method"].split()[0]]
         assert f"learner.mode={mode}" in row["command"]
