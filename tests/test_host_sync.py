@@ -45,17 +45,11 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 @pytest.fixture(autouse=True)
-def _per_step_noise(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every env here draws its step noise per step, as on an accelerator: on the CPU a
-    family reads it from a block drawn for several steps, checked against the counters on the
-    host (free there, see `TensorVectorEnv._noise_block_steps`)."""
-    monkeypatch.setattr(TensorVectorEnv, "_noise_block_steps", lambda self: 1)
-
-
-def accelerator_path(cls: type) -> type:
-    """`cls` taking the reset path of an accelerator on any device: on the CPU a family finds
-    the copies to reset with `nonzero` (free there, see `TensorVectorEnv._reset_rows`)."""
-    return type(cls.__name__, (cls,), {"_reset_rows": lambda self, mask: None})
+def _accelerator_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every env here takes the accelerator paths: on the CPU a family reads values on the
+    host where that is free (`TensorVectorEnv._host_reads_are_free`: noise in blocks checked
+    against the counters, no reset work on a step where no copy is done)."""
+    monkeypatch.setattr(TensorVectorEnv, "_host_reads_are_free", lambda self: False)
 
 
 def random_actions(env, steps: int, seed: int = 0) -> list[torch.Tensor]:
@@ -82,7 +76,7 @@ def test_the_recorder_sees_each_kind_of_sync():
 
 @pytest.mark.parametrize("cls", FAMILIES, ids=lambda c: c.__name__)
 def test_tensor_env_step_loop_never_waits_for_the_device(cls):
-    env = accelerator_path(cls)(num_envs=8, envs_per_task=2, check_actions=False)
+    env = cls(num_envs=8, envs_per_task=2, check_actions=False)
     env.reset(seed=0)
     actions = random_actions(env, 3 * 50)  # past several horizons: autoresets included
     with HostSyncRecorder() as rec:

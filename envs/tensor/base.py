@@ -308,12 +308,19 @@ class TensorVectorEnv(VectorEnv, Generic[ConfigT, TaskT]):
             return uniform(self._key_hash, self._counter, stream, num, dtype)
         return self._block_uniform(stream, num, dtype, steps)
 
+    def _host_reads_are_free(self) -> bool:
+        """True on the CPU, where reading a tensor's values on the host costs nothing, so the
+        env takes its CPU paths: noise in blocks (`_noise_block_steps`), reset noise only for
+        the copies being reset (`_reset_rows`), no reset work on a step where no copy is
+        done. False on accelerators, where each such read would make the host wait for the
+        device; the accelerator paths give the same numbers (tests/envs/test_cpu_paths.py)."""
+        return self.device.type == "cpu"
+
     def _noise_block_steps(self) -> int:
         """How many counters of every copy's stream a full draw computes at once: on the CPU
         `NOISE_BLOCK_STEPS` (checking that the cached block still covers each copy's counter
-        reads the counters on the host, which is free there); 1 (no cache) on accelerators,
-        where that check would make the host wait for the device."""
-        return NOISE_BLOCK_STEPS if self.device.type == "cpu" else 1
+        reads the counters on the host); 1 (no cache) on accelerators."""
+        return NOISE_BLOCK_STEPS if self._host_reads_are_free() else 1
 
     def _block_uniform(self, stream: int, num: int, dtype: torch.dtype, steps: int) -> torch.Tensor:
         """`[N, num]` uniforms at the copies' current counters, read from a block
@@ -346,7 +353,7 @@ class TensorVectorEnv(VectorEnv, Generic[ConfigT, TaskT]):
         finding them is free, so a step draws reset noise only for the copies that need it);
         `None` on accelerators: there the family recomputes every row and keeps the old state
         where `mask` is false, which gives the same numbers without waiting for the device."""
-        return mask.nonzero().squeeze(1) if self.device.type == "cpu" else None
+        return mask.nonzero().squeeze(1) if self._host_reads_are_free() else None
 
     def _zeros(self, *shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """A state buffer `[N, *shape]` of zeros on the env's device."""
@@ -409,6 +416,15 @@ class TensorVectorEnv(VectorEnv, Generic[ConfigT, TaskT]):
             return obs, reward, terminated, truncated, {}
         done = terminated | truncated
         final_obs = obs
+        if self._host_reads_are_free() and not bool(done.any()):
+            # no copy to reset: every row keeps its state, so the reset would return `obs`
+            return (
+                obs.clone(),
+                reward,
+                terminated,
+                truncated,
+                {"final_obs": obs, "_final_obs": done},
+            )
         obs = self._reset_envs(done)  # rows not done keep their state
         self._elapsed.masked_fill_(done, 0)
         self._counter += done

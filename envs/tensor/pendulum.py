@@ -92,8 +92,11 @@ class PendulumVectorEnv(TensorVectorEnv[PendulumConfig, PendulumTask]):
         self.state = self._zeros(2, dtype=torch.float64)  # [N, 2]
 
     def _set_tasks(self, tasks: PendulumTask) -> None:
-        self._mass = tasks.mass.to(torch.float64)[self.task_id]  # [N]
-        self._length = tasks.length.to(torch.float64)[self.task_id]
+        m = tasks.mass.to(torch.float64)[self.task_id]  # [N]
+        length = tasks.length.to(torch.float64)[self.task_id]
+        # theta_dot'' = gain_g * sin(theta) + gain_u * u: the per-copy factors once per task set
+        self._gain_g = 3 * float(self.config.gravity) / (2 * length)  # [N]
+        self._gain_u = 3.0 / (m * length**2)  # [N]
 
     def _obs(self) -> torch.Tensor:
         th, thdot = self.state.unbind(-1)
@@ -116,8 +119,7 @@ class PendulumVectorEnv(TensorVectorEnv[PendulumConfig, PendulumTask]):
         u = actions[:, 0].to(torch.float64)  # already clipped to [-2, 2]
         th_norm = torch.remainder(th + math.pi, 2 * math.pi) - math.pi
         costs = th_norm**2 + 0.1 * thdot**2 + 0.001 * u**2
-        g, m, length = float(self.config.gravity), self._mass, self._length
-        new_thdot = thdot + (3 * g / (2 * length) * torch.sin(th) + 3.0 / (m * length**2) * u) * DT
+        new_thdot = thdot + (self._gain_g * torch.sin(th) + self._gain_u * u) * DT
         new_thdot = new_thdot.clamp(-MAX_SPEED, MAX_SPEED)
         self.state = torch.stack([th + new_thdot * DT, new_thdot], -1)
         return self._obs(), (-costs).float(), torch.zeros_like(th, dtype=torch.bool)
