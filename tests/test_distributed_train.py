@@ -201,11 +201,32 @@ def biases_before_batch_norm(model: dict[str, torch.Tensor]) -> set[str]:
     return out
 
 
-def assert_close_states(a: dict[str, Any], b: dict[str, Any]) -> None:
+# Cases whose parameters get a wider absolute tolerance, with the reason. Siamese (8-channel
+# conv-4): a batch-norm shift of the last block whose first meta-gradient is ~1e-8, Adam's eps
+# scale, takes a first step of lr * g / (|g| + eps) that rounding moves by up to ~0.15 lr
+# (1.4e-4 measured with lr 1e-3), though its later gradients agree to 5 digits; so this case
+# also checks Adam's moments (the gradients' running sums) at the usual tolerance.
+MODEL_ATOL = {"siamese_distorted": 5e-4}
+
+
+def assert_close_states(a: dict[str, Any], b: dict[str, Any], model_atol: float = 1e-5) -> None:
     skip = biases_before_batch_norm(a["model"])
     model_a = {k: v for k, v in a["model"].items() if k not in skip}
     model_b = {k: v for k, v in b["model"].items() if k not in skip}
-    torch.testing.assert_close(model_a, model_b, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(model_a, model_b, rtol=1e-4, atol=model_atol)
+    if model_atol > 1e-5:
+        moments_a, moments_b = a["optimizer"]["state"], b["optimizer"]["state"]
+        assert moments_a.keys() == moments_b.keys()
+        buffers = ("running_mean", "running_var", "num_batches_tracked")
+        params = [k for k in a["model"] if not k.endswith(buffers)]  # the optimiser's order
+        assert len(params) == len(moments_a)
+        for i, name in zip(sorted(moments_a), params, strict=True):
+            if name in skip:  # rounding noise by construction (see biases_before_batch_norm)
+                continue
+            for key in ("exp_avg", "exp_avg_sq"):
+                torch.testing.assert_close(
+                    moments_a[i][key], moments_b[i][key], rtol=1e-3, atol=1e-6
+                )
     for key in ("step_sizes",):  # Meta-SGD's learned step sizes
         if key in a:
             torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
@@ -264,7 +285,7 @@ def test_two_processes_step_like_one(runs: Path, case: str) -> None:
         pytest.skip(f"offline Omniglot copy not found at {OMNIGLOT_DIR}")
     one = torch.load(runs / "one" / f"{case}.pt", weights_only=False)
     two = torch.load(runs / "two" / f"{case}.pt", weights_only=False)
-    assert_close_states(one["learner"], two["learner"])
+    assert_close_states(one["learner"], two["learner"], MODEL_ATOL.get(case, 1e-5))
     assert len(one["metrics"]) == len(two["metrics"]) == 3
     for m1, m2 in zip(one["metrics"], two["metrics"], strict=True):
         assert m1.keys() == m2.keys()
