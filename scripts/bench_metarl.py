@@ -78,7 +78,11 @@ TTT_MARKS = (15, 30, 60)  # minutes at which time_to_target reports the validati
 
 
 def time_to_target(
-    run_dir: Path, target: float, steps_per_iteration: int, marks: tuple[int, ...] = TTT_MARKS
+    run_dir: Path,
+    target: float,
+    steps_per_iteration: int,
+    marks: tuple[int, ...] = TTT_MARKS,
+    run_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Time to target of an RL² run trained with `train.eval_interval` > 0, read from its
     TensorBoard file: at every in-training evaluation the trial total on the validation
@@ -87,7 +91,8 @@ def time_to_target(
 
     Returns `ttt_seconds` / `ttt_env_steps` (the first evaluation with total >= `target`, or
     None), `total_at_<m>min` (the last evaluation at or before m minutes, None if the run
-    ended earlier) and the whole `ttt_history` of (seconds, env steps, total).
+    ended earlier: its last evaluation, or `run_seconds` of training when given, before 98% of
+    m minutes) and the whole `ttt_history` of (seconds, env steps, total).
     """
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -120,7 +125,8 @@ def time_to_target(
     }
     for m in marks:
         before = [h for h in history if h[0] <= 60 * m]
-        ran_long_enough = history and history[-1][0] >= 60 * m * 0.98
+        ran = max(history[-1][0] if history else 0.0, run_seconds or 0.0)
+        ran_long_enough = ran >= 60 * m * 0.98
         out[f"total_at_{m}min"] = before[-1][2] if before and ran_long_enough else None
     return out
 
@@ -161,7 +167,9 @@ def rl2_seed_runs(
         steps = _training_steps(run.cfg, res, run.distribution.horizon)
         if args.eval_every:
             per_iter = _training_steps(run.cfg, {"iterations": 1}, run.distribution.horizon)
-            ttt = time_to_target(run.run_dir, 0.9 * paper, per_iter)
+            ttt = time_to_target(
+                run.run_dir, 0.9 * paper, per_iter, run_seconds=res["train_seconds"]
+            )
             ttt_runs.append({"seed": seed, **ttt})
         info = {
             "env_steps": steps,

@@ -40,6 +40,9 @@ def test_time_to_target_reads_every_evaluation_and_sums_the_curve(tiny_run):
     assert all(0.0 <= h[2] <= 10.0 for h in history)  # a total of 10 Bernoulli pulls
     assert history[0][0] <= history[1][0]
     assert never["total_at_15min"] is None  # the run lasted seconds, not 15 minutes
+    # a run that trained 15 minutes counts at 15 with its last evaluation before the mark
+    long = bench.time_to_target(tiny_run, 1e9, per_iter, run_seconds=15 * 60.0)
+    assert long["total_at_15min"] == history[-1][2] and long["total_at_30min"] is None
     low = min(h[2] for h in history)
     hit = bench.time_to_target(tiny_run, target=low, steps_per_iteration=per_iter)
     first = next(h for h in history if h[2] >= low)
