@@ -1,6 +1,7 @@
 """Merge per-seed task-inference benchmark JSONs (`bench_metarl.py --sections ti_* --seeds S
 --out DIR/ti_sS`, one process per seed so that seeds run in parallel) into one table with the
-per-seed gap closure, share of the oracle and their mean over seeds.
+per-seed gap closure, share of the oracle and their mean over seeds, and the untrained random
+row where the JSONs hold one ("-" where not).
 
     python scripts/merge_ti_seeds.py results/ti_s0.json results/ti_s1.json ... --out results/X.md
 """
@@ -14,10 +15,15 @@ import statistics
 from pathlib import Path
 
 METHODS = ("task inference", "blind", "oracle")
+RANDOM = "random"
 
 
 def _method(row: dict) -> str:
-    return next(m for m in METHODS if row["method"].startswith(m))
+    return next(m for m in (*METHODS, RANDOM) if row["method"].startswith(m))
+
+
+def _fmt(row: dict | None) -> str:
+    return "-" if row is None else f"{row['mean']:.1f}"
 
 
 def merge(paths: list[Path]) -> str:
@@ -35,10 +41,12 @@ def merge(paths: list[Path]) -> str:
         lines += [
             f"## {family}",
             "",
-            "| seed | task inference | blind | oracle | oracle - blind | gap closure | share of oracle |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
+            "| seed | task inference | blind | oracle | oracle - blind | gap closure | share of oracle "
+            "| random |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         closures, shares = [], []
+        randoms = methods.get(RANDOM, {})
         for s in seeds:
             ti, b, o = (methods[m][s]["mean"] for m in METHODS)
             closure = (ti - b) / (o - b) if o > b else float("nan")
@@ -47,7 +55,7 @@ def merge(paths: list[Path]) -> str:
             c = "undefined (blind >= oracle)" if math.isnan(closure) else f"{closure:.2f}"
             lines.append(
                 f"| {s} | {ti:.1f} | {b:.1f} | {o:.1f} | {o - b:+.1f} ({(o - b) / o:+.0%}) "
-                f"| {c} | {ti / o:.0%} |"
+                f"| {c} | {ti / o:.0%} | {_fmt(randoms.get(s))} |"
             )
         mean = {m: statistics.mean(methods[m][s]["mean"] for s in seeds) for m in METHODS}
         defined = [c for c in closures if not math.isnan(c)]
@@ -56,7 +64,12 @@ def merge(paths: list[Path]) -> str:
             f"| {mean['oracle']:.1f} | {mean['oracle'] - mean['blind']:+.1f} "
             f"| {len(defined)} of {len(seeds)} seeds defined"
             + (f" (mean {statistics.mean(defined):.2f})" if defined else "")
-            + f" | {statistics.mean(shares):.0%} (min {min(shares):.0%}) |",
+            + f" | {statistics.mean(shares):.0%} (min {min(shares):.0%}) "
+            + (
+                f"| {statistics.mean(randoms[s]['mean'] for s in seeds):.1f} |"
+                if all(s in randoms for s in seeds)
+                else "| - |"
+            ),
             "",
         ]
     lines += ["Commands:", *[f"- `python {a}`" for a in argv], ""]

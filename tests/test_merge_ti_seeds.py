@@ -25,6 +25,24 @@ def _seed(tmp: Path, seed: int, ti: float, blind: float, oracle: float) -> Path:
 
 def test_closure_per_seed_and_undefined_when_blind_beats_the_oracle(tmp_path):
     md = _merge()([_seed(tmp_path, 0, 80.0, 40.0, 90.0), _seed(tmp_path, 1, 50.0, 70.0, 60.0)])
-    assert "| 0 | 80.0 | 40.0 | 90.0 | +50.0 (+56%) | 0.80 | 89% |" in md
-    assert "| 1 | 50.0 | 70.0 | 60.0 | -10.0 (-17%) | undefined (blind >= oracle) | 83% |" in md
-    assert "1 of 2 seeds defined (mean 0.80) | 86% (min 83%) |" in md
+    assert "| 0 | 80.0 | 40.0 | 90.0 | +50.0 (+56%) | 0.80 | 89% | - |" in md
+    assert "| 1 | 50.0 | 70.0 | 60.0 | -10.0 (-17%) | undefined (blind >= oracle) | 83% | - |" in md
+    assert "1 of 2 seeds defined (mean 0.80) | 86% (min 83%) | - |" in md
+
+
+def test_the_random_row_has_its_column_and_mean(tmp_path):
+    paths = [_seed(tmp_path, 0, 80.0, 40.0, 90.0), _seed(tmp_path, 1, 60.0, 40.0, 70.0)]
+    for path, value in zip(paths, (-10.0, -20.0), strict=True):
+        data = json.loads(path.read_text())
+        data["rows"].append(
+            {
+                "family": "f (test)",
+                "method": "random (uniform actions)",
+                "mean": value,
+                "seeds": [data["rows"][0]["seeds"][0]],
+            }
+        )
+        path.write_text(json.dumps(data))
+    md = _merge()(paths)
+    assert "| 0 | 80.0 | 40.0 | 90.0 | +50.0 (+56%) | 0.80 | 89% | -10.0 |" in md
+    assert "2 of 2 seeds defined (mean 0.73) | 87% (min 86%) | -15.0 |" in md
