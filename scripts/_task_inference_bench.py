@@ -4,10 +4,11 @@ For each seed: the learner (`learner.mode=learner`: phase 1 PPO on [obs, encoder
 phase 2 the adaptation module), then the task-blind policy (`mode=blind`: the same PPO and
 network without the task) and the oracle (`mode=oracle`: phase 1 throughout, evaluated with
 the true task embedding), both trained for the learner's number of iterations, i.e. on as
-many env steps; and uniform random actions (no training). On the held-out tasks of each split (one fixed draw per seed), episode 1's
-return (the learner adapts inside it: budget 0 is the headline), episode 2's, and the return
-per window of steps of episode 1. Gap closure = (learner - blind) / (oracle - blind) per seed;
-its mean and 95% CI over seeds (CI only with 2+ seeds).
+many env steps; and uniform random actions (no training). On the held-out tasks of each split
+(one fixed draw per seed), episode 1's return (the learner adapts inside it: budget 0 is the
+headline), episode 2's, and the return per window of steps of episode 1. Gap closure =
+(learner - blind) / (oracle - blind) per seed; its mean and 95% CI over seeds (CI only with 2+
+seeds).
 """
 
 from __future__ import annotations

@@ -18,14 +18,7 @@ import pytest
 import torch
 
 from agents.rollout import RecurrentActor, rollout
-from envs.tensor import (
-    BanditVectorEnv,
-    CartPoleVectorEnv,
-    GridGameVectorEnv,
-    Navigation2DVectorEnv,
-    PendulumVectorEnv,
-    TabularMDPVectorEnv,
-)
+from envs.tensor import FAMILIES, BanditVectorEnv
 from envs.tensor.base import TensorVectorEnv
 from metarl.cli import main
 from metarl.errors import NonFiniteError, check_finite, deferred_finite_checks
@@ -33,14 +26,6 @@ from metarl.registry import load_config
 from metarl.trainer import build_run
 from tests.sync_recorder import HostSyncRecorder
 
-FAMILIES = [
-    BanditVectorEnv,
-    TabularMDPVectorEnv,
-    Navigation2DVectorEnv,
-    GridGameVectorEnv,
-    CartPoleVectorEnv,
-    PendulumVectorEnv,
-]
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 

@@ -43,7 +43,18 @@ from envs.tensor.tabular_mdp import (
     TabularMDPVectorEnv,
 )
 
+FAMILIES = (
+    BanditVectorEnv,
+    TabularMDPVectorEnv,
+    Navigation2DVectorEnv,
+    GridGameVectorEnv,
+    CartPoleVectorEnv,
+    PendulumVectorEnv,
+)
+"""Every batched tensor family (for code and tests that go over all of them)."""
+
 __all__ = [
+    "FAMILIES",
     "BanditConfig", "BanditDistribution", "BanditEnv", "BanditTask", "BanditVectorEnv",
     "CartPoleConfig", "CartPoleDistribution", "CartPoleTask", "CartPoleVariantEnv", "CartPoleVectorEnv",
     "GridGameConfig", "GridGameDistribution", "GridGameEnv", "GridGameVectorEnv", "GridTask",

@@ -8,24 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from envs.tensor import (
-    BanditVectorEnv,
-    CartPoleVectorEnv,
-    GridGameVectorEnv,
-    Navigation2DVectorEnv,
-    PendulumVectorEnv,
-    TabularMDPVectorEnv,
-)
+from envs.tensor import FAMILIES, BanditVectorEnv, TabularMDPVectorEnv
 from envs.tensor.base import NOISE_BLOCK_STEPS, uniform
-
-FAMILIES = [
-    BanditVectorEnv,
-    TabularMDPVectorEnv,
-    Navigation2DVectorEnv,
-    GridGameVectorEnv,
-    CartPoleVectorEnv,
-    PendulumVectorEnv,
-]
 
 
 class _AcceleratorPaths:
