@@ -105,7 +105,13 @@ class RL2Config:
     value_coef: NonNegativeFloat = 0.5
     """Weight of the value loss."""
     entropy_coef: NonNegativeFloat = 0.01
-    """Weight of the entropy bonus."""
+    """Weight of the entropy bonus (at the first meta-step, with `entropy_anneal_iterations`)."""
+    entropy_coef_final: NonNegativeFloat | None = None
+    """With `entropy_anneal_iterations`: the weight reached, linearly, after that many
+    meta-steps and kept from then on (null: `entropy_coef` throughout)."""
+    entropy_anneal_iterations: int = 0
+    """Meta-steps over which the entropy weight moves from `entropy_coef` to
+    `entropy_coef_final` (0: no schedule)."""
     max_grad_norm: NonNegativeFloat = 1.0
     """Clip the global gradient norm to this (0: no clipping)."""
     normalize_advantages: bool = True
@@ -147,6 +153,15 @@ class RL2:
         self._envs: dict[tuple[int, int], Any] = {}
         self.discrete = None
         self.value_norm = ValueNormalizer() if cfg.normalize_values else None
+        self.meta_steps = 0  # meta-steps taken: the entropy schedule's clock
+
+    def entropy_weight(self) -> float:
+        """The entropy bonus's weight at the current meta-step (linear schedule)."""
+        c = self.cfg
+        if c.entropy_coef_final is None or c.entropy_anneal_iterations <= 0:
+            return c.entropy_coef
+        frac = min(self.meta_steps / c.entropy_anneal_iterations, 1.0)
+        return c.entropy_coef + frac * (c.entropy_coef_final - c.entropy_coef)
 
     # -- experience -------------------------------------------------------------------------
     def _env(self, num_tasks: int, copies: int) -> Any:
@@ -270,7 +285,7 @@ class RL2:
             returns=tm(returns),
             entropy=dist.entropy(),
             value_coef=c.value_coef,
-            entropy_coef=c.entropy_coef,
+            entropy_coef=self.entropy_weight(),
         )
         if share != 1.0:
             terms = {k: v * share for k, v in terms.items()}
@@ -292,6 +307,8 @@ class RL2:
                 tasks, c.episodes_per_trial, c.trials_per_task, self.train_generator, rows=rows
             )
             terms = self._ppo(traj.trials(), trials)
+        weight = self.entropy_weight()  # the one this meta-step used
+        self.meta_steps += 1
         returns = traj.returns_by_episode_index()  # [T, n]
         summary = [returns.sum(1).mean(), returns[:, 0].mean(), returns[:, -1].mean()]
         values = torch.cat([*terms.values(), torch.stack(summary)]).tolist()  # one read
@@ -305,6 +322,7 @@ class RL2:
         names = ("trial_return", "first_episode_return", "last_episode_return")
         metrics.update(global_mean(dict(zip(names, values[at:], strict=True)), rows.weight, rows))
         metrics["env_steps"] = float(traj.env_steps)
+        metrics["entropy_coef"] = weight
         if rows.sharded:  # every rank's steps
             metrics["env_steps"] = float(sum_(torch.tensor([metrics["env_steps"]]), rows))
         return metrics
@@ -382,6 +400,7 @@ class RL2:
                 "eval": self.eval_generator.get_state(),
             },
             "value_norm": None if self.value_norm is None else self.value_norm.state_dict(),
+            "meta_steps": self.meta_steps,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -391,6 +410,7 @@ class RL2:
         self.eval_generator.set_state(state["generators"]["eval"])
         if self.value_norm is not None and state.get("value_norm") is not None:
             self.value_norm.load_state_dict(state["value_norm"])
+        self.meta_steps = int(state.get("meta_steps", 0))  # checkpoints before the schedule: 0
 
 
 def check_config(cfg: RL2Config) -> None:
@@ -413,6 +433,15 @@ def check_config(cfg: RL2Config) -> None:
             raise UsageError(f"learner.{name} must be in [0, 1], got {getattr(cfg, name)}")
     if not 0.0 < cfg.clip_eps < 1.0:
         raise UsageError(f"learner.clip_eps must be in (0, 1), got {cfg.clip_eps}")
+    if cfg.entropy_anneal_iterations < 0:
+        raise UsageError(
+            f"learner.entropy_anneal_iterations must be >= 0, got {cfg.entropy_anneal_iterations}"
+        )
+    if cfg.entropy_anneal_iterations > 0 and cfg.entropy_coef_final is None:
+        raise UsageError(
+            "learner.entropy_anneal_iterations needs learner.entropy_coef_final (the weight "
+            "to anneal to); set it, or set entropy_anneal_iterations: 0"
+        )
     if cfg.outer_lr <= 0 or cfg.reward_scale <= 0 or cfg.init_std <= 0:
         raise UsageError("learner.outer_lr, reward_scale and init_std must be > 0")
 

@@ -91,6 +91,28 @@ def test_seeded_runs_repeat_and_resume_exactly(normalize_values):
     assert torch.equal(a.adaptation_curve(test, 4), c.adaptation_curve(test, 4))
 
 
+def test_entropy_schedule_is_linear_then_flat_and_survives_resume():
+    """The entropy weight goes 0.1 -> 0.02 linearly over 4 meta-steps, then stays; the loss
+    uses it (one epoch, one minibatch: the logged loss is policy + value/2 - weight * entropy),
+    and a learner rebuilt from a checkpoint goes on from the same point of the schedule."""
+    kw = dict(entropy_coef=0.1, entropy_coef_final=0.02, entropy_anneal_iterations=4)
+    dist, a = _bandit_learner(ppo_epochs=1, **kw)
+    gen = torch.Generator().manual_seed(0)
+    weights = []
+    for _ in range(3):
+        m = a.meta_step(dist.sample("train", 4, gen))
+        weights.append(m["entropy_coef"])
+        rebuilt = m["policy_loss"] + 0.5 * m["value_loss"] - m["entropy_coef"] * m["entropy"]
+        assert rebuilt == pytest.approx(m["loss"], abs=1e-6)
+    _, b = _bandit_learner(ppo_epochs=1, **kw)
+    b.load_state_dict(a.state_dict())
+    for _ in range(3):
+        weights.append(b.meta_step(dist.sample("train", 4, gen))["entropy_coef"])
+    assert weights == pytest.approx([0.1, 0.08, 0.06, 0.04, 0.02, 0.02])
+    _, flat = _bandit_learner(entropy_coef=0.05)  # no schedule: the constant weight
+    assert flat.meta_step(dist.sample("train", 4, gen))["entropy_coef"] == 0.05
+
+
 def test_other_seed_other_numbers():
     dist, a = _bandit_learner(seed=0)
     _, b = _bandit_learner(seed=1)
@@ -170,6 +192,8 @@ def test_bad_inputs_are_one_line_usage_errors():
         (("bandit_rl2_k5_n10", "learner.horizon=0"), "horizon"),
         (("bandit_rl2_k5_n10", "learner.horizon=5"), "task.horizon"),
         (("bandit_rl2_k5_n10", "learner.episodes_per_trial=0"), "episodes_per_trial"),
+        (("bandit_rl2_k5_n10", "learner.entropy_anneal_iterations=10"), "entropy_coef_final"),
+        (("bandit_rl2_k5_n10", "learner.entropy_anneal_iterations=-1"), "anneal"),
         (("navigation_rl2", "learner.head=categorical"), "categorical"),
         (("sinusoid_maml", "learner={kind: rl2}"), "no environment"),
     ]
