@@ -392,6 +392,12 @@ class RL2:
         )
 
     def state_dict(self) -> dict[str, Any]:
+        state = self._state_dict()
+        if self.cfg.entropy_anneal_iterations > 0:  # the schedule's clock, only where one runs
+            state["meta_steps"] = self.meta_steps  # (so checkpoints without one keep their keys)
+        return state
+
+    def _state_dict(self) -> dict[str, Any]:
         return {
             "model": self.policy.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -400,7 +406,6 @@ class RL2:
                 "eval": self.eval_generator.get_state(),
             },
             "value_norm": None if self.value_norm is None else self.value_norm.state_dict(),
-            "meta_steps": self.meta_steps,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -410,7 +415,7 @@ class RL2:
         self.eval_generator.set_state(state["generators"]["eval"])
         if self.value_norm is not None and state.get("value_norm") is not None:
             self.value_norm.load_state_dict(state["value_norm"])
-        self.meta_steps = int(state.get("meta_steps", 0))  # checkpoints before the schedule: 0
+        self.meta_steps = int(state.get("meta_steps", 0))
 
 
 def check_config(cfg: RL2Config) -> None:

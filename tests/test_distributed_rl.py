@@ -235,7 +235,11 @@ def test_two_processes_report_the_metrics_and_curve_of_one(runs, name):
         assert step0 == step1
         assert set(step0) == set(step_one)
         for key, value in step_one.items():
-            assert step0[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+            # TRPO's KL is a mean of differences of nearly equal log-probabilities: its
+            # rounding is ~1e-3 relative where the parameters agree to 1e-4 (seen on an
+            # AVX-512 CPU: 0.0089929 vs 0.0090038)
+            rel = 5e-3 if key == "kl" else 1e-4
+            assert step0[key] == pytest.approx(value, rel=rel, abs=1e-5), key
     assert torch.equal(r0["curve"], r1["curve"])
     torch.testing.assert_close(r0["curve"], one["curve"], rtol=1e-4, atol=1e-5)
 

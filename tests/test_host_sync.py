@@ -24,6 +24,7 @@ from metarl.cli import main
 from metarl.errors import NonFiniteError, check_finite, deferred_finite_checks
 from metarl.registry import load_config
 from metarl.trainer import build_run
+from tests.golden import cpu_kind, equals_a_record
 from tests.sync_recorder import HostSyncRecorder
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -158,7 +159,7 @@ def test_seeded_rl2_runs_reproduce_the_numbers_of_the_syncing_loop(name, tmp_pat
     args = [run["config"], *GOLDEN["tiny"], *run["overrides"], "--run-dir", str(tmp_path)]
     assert main(["train", *args, "--no-progress"]) == 0
     curve = json.loads((tmp_path / "results.json").read_text())["curve"]
-    assert curve["mean"] == run["mean"] and curve["ci95"] == run["ci95"]  # to the bit
+    assert equals_a_record(curve, run), (cpu_kind(), curve)  # to the bit (tests/golden.py)
 
 
 @contextlib.contextmanager

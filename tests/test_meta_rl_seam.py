@@ -22,6 +22,7 @@ from metarl.cli import main
 from metarl.contracts import Learner, MetaRLDistribution, MetaVectorEnv
 from metarl.seeding import make_generator, seeded
 from metarl.tasks import TaskBatch
+from tests.golden import cpu_kind, equals_a_record
 
 DATA = Path(__file__).parent / "data"
 TINY = [
@@ -223,7 +224,7 @@ def test_seeded_runs_reproduce_the_numbers_recorded_before_the_refactor(name, tm
     args = [run["config"], *GOLDEN["tiny"], *run["overrides"], "--run-dir", str(tmp_path)]
     assert main(["train", *args, "--no-progress"]) == 0
     curve = json.loads((tmp_path / "results.json").read_text())["curve"]
-    assert curve["mean"] == run["mean"] and curve["ci95"] == run["ci95"]  # to the bit
+    assert equals_a_record(curve, run), (cpu_kind(), curve)  # to the bit (tests/golden.py)
 
 
 @pytest.mark.parametrize("name", ["navigation_maml_trpo", "bandit_rl2", "sinusoid_maml"])
@@ -233,7 +234,9 @@ def test_format_1_run_directories_still_evaluate_to_their_recorded_curve(name, t
     recorded = json.loads((run_dir / "results.json").read_text())["curve"]
     out = tmp_path / "eval.json"
     assert main(["eval", str(run_dir), "--out", str(out)]) == 0
-    assert json.loads(out.read_text())["curve"]["mean"] == recorded["mean"]
+    others = json.loads((DATA / "v1" / "other_cpus.json").read_text()).get(name, [])
+    got = json.loads(out.read_text())["curve"]
+    assert equals_a_record(got, {**recorded, "other_cpus": others}, ("mean",)), cpu_kind()
 
 
 def test_renamed_config_keys_say_their_new_name(capsys):
