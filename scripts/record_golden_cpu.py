@@ -2,7 +2,8 @@
 
 Run it only on a commit whose tests pass on a CPU that already has records: the runs then
 compute what the guarded code computes, and this CPU's curves are recorded beside the others.
-    python scripts/record_golden_cpu.py
+    OMP_NUM_THREADS=1 python scripts/record_golden_cpu.py
+    OMP_NUM_THREADS=2 python scripts/record_golden_cpu.py   (a CPU's curves may differ by threads)
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Bit-exact records of seeded runs, one per CPU kind they were recorded on.
 
 A float computation is reproducible to the bit on one machine, not across CPUs: vectorised
-kernels (AVX2 vs AVX-512) sum in another order, and a few training steps amplify the last
-bit. A record (`mean`, `ci95`) is the curve of the code it guards on the CPU it was made on;
+kernels (AVX2 vs AVX-512) sum in another order, and so do 1 and 2 torch threads on some
+CPUs (the suite runs both: some tests pin one thread), and a few training steps amplify the
+last bit. A record (`mean`, `ci95`) is the curve of the code it guards on the CPU it was made on;
 `other_cpus` holds the same runs' curves from other CPU kinds, each made by code that equalled
 the first record on the first CPU (so every record is the guarded code's, not a new result).
 A run passes when it equals one record to the bit. `scripts/record_golden_cpu.py` adds this
