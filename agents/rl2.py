@@ -57,7 +57,13 @@ from agents.sharding import (
     task_rows,
 )
 from agents.video import record_episodes, side_by_side
-from metarl.config import NonNegativeFloat, PositiveFloat, PositiveInt, UnitInterval
+from metarl.config import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    UnitInterval,
+)
 from metarl.contracts import MetaRLDistribution, TaskBatchLike
 from metarl.distributed import sync_grads_
 from metarl.errors import UsageError, deferred_finite_checks
@@ -109,7 +115,7 @@ class RL2Config:
     entropy_coef_final: NonNegativeFloat | None = None
     """With `entropy_anneal_iterations`: the weight reached, linearly, after that many
     meta-steps and kept from then on (null: `entropy_coef` throughout)."""
-    entropy_anneal_iterations: int = 0
+    entropy_anneal_iterations: NonNegativeInt = 0
     """Meta-steps over which the entropy weight moves from `entropy_coef` to
     `entropy_coef_final` (0: no schedule)."""
     max_grad_norm: NonNegativeFloat = 1.0
@@ -392,13 +398,7 @@ class RL2:
         )
 
     def state_dict(self) -> dict[str, Any]:
-        state = self._state_dict()
-        if self.cfg.entropy_anneal_iterations > 0:  # the schedule's clock, only where one runs
-            state["meta_steps"] = self.meta_steps  # (so checkpoints without one keep their keys)
-        return state
-
-    def _state_dict(self) -> dict[str, Any]:
-        return {
+        state = {
             "model": self.policy.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generators": {
@@ -407,6 +407,9 @@ class RL2:
             },
             "value_norm": None if self.value_norm is None else self.value_norm.state_dict(),
         }
+        if self.cfg.entropy_anneal_iterations > 0:  # the schedule's clock, only where one runs
+            state["meta_steps"] = self.meta_steps  # (so checkpoints without one keep their keys)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["model"])
@@ -438,10 +441,6 @@ def check_config(cfg: RL2Config) -> None:
             raise UsageError(f"learner.{name} must be in [0, 1], got {getattr(cfg, name)}")
     if not 0.0 < cfg.clip_eps < 1.0:
         raise UsageError(f"learner.clip_eps must be in (0, 1), got {cfg.clip_eps}")
-    if cfg.entropy_anneal_iterations < 0:
-        raise UsageError(
-            f"learner.entropy_anneal_iterations must be >= 0, got {cfg.entropy_anneal_iterations}"
-        )
     if cfg.entropy_anneal_iterations > 0 and cfg.entropy_coef_final is None:
         raise UsageError(
             "learner.entropy_anneal_iterations needs learner.entropy_coef_final (the weight "

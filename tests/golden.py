@@ -17,17 +17,18 @@ from typing import Any
 
 def cpu_kind() -> str:
     """This CPU's model name and widest vector extension, e.g. `Intel(R) Xeon(R) | avx512f`."""
-    model, flags = platform.processor() or platform.machine(), ""
+    model, flags = "", ""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name") and model in ("", platform.machine()):
+                if line.startswith("model name") and not model:
                     model = line.split(":", 1)[1].strip()
                 if line.startswith("flags"):
                     flags = line
                     break
-    except OSError:
+    except OSError:  # not Linux: the machine type and no flags
         pass
+    model = model or platform.processor() or platform.machine()
     isa = next((x for x in ("avx512f", "avx2", "avx") if f" {x} " in f" {flags} "), "other")
     return f"{model} | {isa}"
 
