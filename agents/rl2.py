@@ -398,7 +398,7 @@ class RL2:
         )
 
     def state_dict(self) -> dict[str, Any]:
-        state = {
+        state: dict[str, Any] = {
             "model": self.policy.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generators": {
