@@ -13,8 +13,10 @@ from tests.synthetic import pattern_tasks
 SMALL = {"hidden_size": 32, "memory_slots": 16, "memory_width": 8, "memory_heads": 1}
 
 
-def learner(core: str, seed: int = 0, ways: int = 2, lr: float = 0.01) -> MANN:
-    cfg = MANNConfig(core=core, outer_lr=lr, **SMALL)
+def learner(
+    core: str, seed: int = 0, ways: int = 2, lr: float = 0.01, read_before_write: bool = True
+) -> MANN:
+    cfg = MANNConfig(core=core, outer_lr=lr, read_before_write=read_before_write, **SMALL)
     torch.manual_seed(seed)
     return MANN(cfg, SequenceClassifier(cfg, 16, ways), torch.device("cpu"), seed)
 
@@ -24,11 +26,15 @@ def test_instance_numbers_count_earlier_items_of_the_class():
     assert instance_numbers(labels, 3).tolist() == [[0, 0, 1, 2, 0, 1]]
 
 
-@pytest.mark.parametrize(("core", "iterations"), [("lstm", 150), ("memory", 100)])
-def test_learns_above_chance_on_patterns_it_never_saw(core, iterations):
+@pytest.mark.parametrize(
+    ("core", "iterations", "read_before_write"),
+    [("lstm", 150, True), ("memory", 100, True), ("memory", 100, False)],
+)
+def test_learns_above_chance_on_patterns_it_never_saw(core, iterations, read_before_write):
     """2-way sequences of fresh random patterns: from the 2nd instance on, only binding the
-    labels shown in the sequence beats 50%; 800 held-out predictions per instance."""
-    m = learner(core)
+    labels shown in the sequence beats 50%; 800 held-out predictions per instance. Both
+    memory orders."""
+    m = learner(core, read_before_write=read_before_write)
     gen = torch.Generator().manual_seed(0)
     test = pattern_tasks(200, 2, 4, 2, torch.Generator().manual_seed(1))
     before = m.adaptation_curve(test, 3)[1:].mean()
@@ -64,6 +70,33 @@ def test_classifier_memory_writes_go_to_least_used_slots_and_reads_come_first():
         torch.testing.assert_close(
             state.usage, core.gamma * usage + state.read_weights.sum(1) + write, atol=1e-5, rtol=0
         )
+
+
+def test_paper_order_binds_the_late_label_to_the_slot_of_its_image():
+    """`read_before_write=False` (Santoro et al.'s order): a step reads the memory after its
+    own write, so its sharpest read is the slot it has just filled; with the write gate open
+    the next step writes where the previous step read, i.e. into that same slot, which is
+    how the label arriving one step late is added to the slot of the image it belongs to."""
+    cfg = MANNConfig(core="memory", read_before_write=False, **SMALL)
+    torch.manual_seed(0)
+    model = SequenceClassifier(cfg, 16, 2)
+    core = model.core
+    assert not core.read_before_write
+    bias = core.interface.bias.view(core.heads, core.width + 2)
+    x = torch.rand(1, 2, 16, generator=torch.Generator().manual_seed(0))
+    state = model.initial_state(1)
+    with torch.no_grad():
+        bias[:, -2] = 10.0  # key strength 1 + softplus(10): sharp reads
+        bias[:, -1] = -30.0  # step 0: write gate shut, the least-used slot (slot 0)
+        _, state = model(x[:, :1], torch.tensor([[-1]]), state)
+        assert state.read_weights[0, 0].argmax().item() == 0  # reads what it just wrote
+        assert state.read_weights[0, 0, 0] > 0.9
+        bias[:, -1] = 30.0  # step 1: gate open, write where step 0 read
+        before = state.memory.clone()
+        _, state = model(x[:, 1:], torch.tensor([[1]]), state)
+    change = (state.memory - before).abs().sum(-1)[0]
+    assert change.argmax().item() == 0
+    assert change[1:].sum() < 0.1 * change[0]
 
 
 def test_predict_gives_probabilities_and_is_a_pure_function():

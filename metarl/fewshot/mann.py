@@ -57,6 +57,11 @@ class MANNConfig:
     """Adam step size."""
     grad_clip: float = 10.0
     """Clip the global gradient norm to this (0: no clipping)."""
+    read_before_write: bool = True
+    """Memory order of a step: read M_{t-1} then write (true), or write then read M_t (false,
+    Santoro et al.'s order: the read lands on the slot just written, so the next step's write,
+    steered by the previous read weights, can add the label that arrives one step late to the
+    slot of the image it belongs to). See `metarl.memory`."""
 
 
 def _as_state(kind: str, state: Any) -> tuple[Tensor, ...]:
@@ -83,7 +88,7 @@ class SequenceClassifier(nn.Module):
                 cfg.memory_heads,
                 "lstm",
                 cfg.usage_decay,
-                read_before_write=True,
+                read_before_write=cfg.read_before_write,
             )
             out = self.core.output_size
         else:
