@@ -154,3 +154,10 @@ def test_omniglot_sequences_have_every_class_ten_times(omniglot_dir, tmp_path):
     _, y, prev = run.learner._sequence(tasks.support_x, tasks.support_y, run.learner.eval_generator)
     assert (prev[:, 0] == -1).all() and (prev[:, 1:] == y[:, :-1]).all()
     assert (torch.bincount(y[0], minlength=5) == 10).all()
+
+
+def test_the_shipped_config_uses_the_papers_order_and_old_runs_keep_theirs():
+    """The shipped MANN writes then reads (Santoro et al.); a config without the key (a run
+    directory written before the field) keeps the classifier's old order, read first."""
+    assert load_config("omniglot_mann_5w").learner["read_before_write"] is False
+    assert MANNConfig().read_before_write is True

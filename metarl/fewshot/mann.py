@@ -58,10 +58,14 @@ class MANNConfig:
     grad_clip: float = 10.0
     """Clip the global gradient norm to this (0: no clipping)."""
     read_before_write: bool = True
-    """Memory order of a step: read M_{t-1} then write (true), or write then read M_t (false,
-    Santoro et al.'s order: the read lands on the slot just written, so the next step's write,
-    steered by the previous read weights, can add the label that arrives one step late to the
-    slot of the image it belongs to). See `metarl.memory`."""
+    """Memory order of a step: write then read M_t (false, Santoro et al.'s order: the read
+    lands on the slot just written, so the next step's write, steered by the previous read
+    weights, can add the label that arrives one step late to the slot of the image it belongs
+    to), or read M_{t-1} then write (true). The shipped `omniglot_mann_5w` sets false: on
+    Omniglot 5-way the paper's order left the early plateau after about 5,000 updates
+    (results/fewshot.md, session 9), read-first had not in the 1,589 it was run. The field's
+    default stays true so that run directories written before it load with the order their
+    weights were trained in (a run's config.yaml keeps only the keys its config set)."""
 
 
 def _as_state(kind: str, state: Any) -> tuple[Tensor, ...]:
