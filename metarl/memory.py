@@ -20,9 +20,9 @@ discrete (no gradient flows through the choice of slot), everything else is diff
 retrieve, then store. The order above (the module's default, the paper's) is what lets a classifier
 bind a label to its image: the label of step t arrives with step t + 1's input, and step
 t + 1's write goes (through the gate) where step t read, which in this order is the slot
-step t has just filled. The MANN classifier left the early plateau on Omniglot with it (2nd
-instance 72% after 14,400 updates, results/fewshot.md; the shipped MANN config sets it); the
-memory-augmented policy was tuned with it too.
+step t has just filled. The shipped MANN config uses it (2nd instance 72% on Omniglot after
+14,400 updates, results/fewshot.md; read-first was not trained as long, so no measured
+comparison of the two orders exists); the memory-augmented policy was tuned with it too.
 """
 
 from __future__ import annotations
