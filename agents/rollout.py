@@ -266,6 +266,13 @@ def _rows(noise: Tensor, rows: Rows | None) -> Tensor:
     return noise if rows is None else noise[rows.start : rows.start + rows.count]
 
 
+def normal_rows(like: Tensor, generator: torch.Generator | None, rows: Rows | None) -> Tensor:
+    """Standard normal noise shaped like `like` `[N, ...]`; `rows`: `like` holds rows
+    `rows.start ..` of a batch of `rows.total`, whose noise is drawn whole and cut, so a
+    shard's draws are the whole batch's on its rows (as `sample_action`)."""
+    return _rows(_noise(like, rows).normal_(generator=generator), rows)
+
+
 def sample_action(
     dist: Distribution,
     generator: torch.Generator | None,
@@ -292,8 +299,7 @@ def sample_action(
         raise UsageError(f"cannot sample a {type(dist).__name__}; expected Categorical or Normal")
     if deterministic:
         return base.loc.detach()
-    noise = _rows(_noise(base.loc, rows).normal_(generator=generator), rows)
-    return (base.loc + base.scale * noise).detach()
+    return (base.loc + base.scale * normal_rows(base.loc, generator, rows)).detach()
 
 
 class RecurrentActor:

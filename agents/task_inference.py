@@ -53,6 +53,7 @@ from agents.rollout import (
     Trajectories,
     check_meta_rl,
     make_batched_env,
+    normal_rows,
     rollout,
     sample_action,
     task_features,
@@ -89,10 +90,27 @@ class TaskInferenceConfig:
     """Width of the task embedding z."""
     encoder_hidden_sizes: list[int] = field(default_factory=lambda: [32])
     """Hidden sizes of the task encoder (task parameters -> z)."""
+    adapter: Literal["conv", "gru"] = "conv"
+    """The adaptation module: `conv`, temporal convolutions over the last `history_length`
+    steps (RMA; for dynamics that reveal the task at every step, such as a slope); `gru`, a
+    GRU over the whole trial so far (for tasks revealed by a few informative steps that must
+    be remembered, such as a goal seen through distances: once the agent stops, a window of
+    the last k steps no longer holds where it came from)."""
+    belief: Literal["point", "sample"] = "point"
+    """What the adaptation module outputs. `point`: z itself (RMA), regressed by squared
+    error. `sample`: a Gaussian belief (mean, log-std) over the *standardised task
+    parameters*, trained by its negative log-likelihood; the actor acts on
+    `z = encoder(mean + std * eps)` with `eps ~ N(0, I)` drawn once per trial (posterior
+    sampling that commits to its draw): where the history leaves the task ambiguous (a goal
+    seen through its distance along a straight line is mirrored across it) the draw sends the
+    agent off the mean, which tells the two apart, and as the belief narrows `z` tends to the
+    mean. A point estimate there drives the agent to the mean of the candidates and keeps it
+    on the line of ambiguity. The draw is part of the agent, so it is made at evaluation too
+    (from the evaluation generator; `eval_deterministic` still takes the action's mode)."""
     history_length: int = 32
-    """k: steps of history the adaptation module sees (1 <= k <= horizon)."""
+    """k: steps of history the `conv` module sees (1 <= k <= horizon; `gru` sees them all)."""
     adapter_channels: int = 32
-    """Channels of the adaptation module's temporal convolutions."""
+    """Channels of the adaptation module (convolutions, or the GRU's hidden state)."""
     phase2_start: int = 100
     """Iterations of phase 1; phase 2 runs from the next one (mode learner; < train.iterations)."""
     adapter_lr: float = 1e-3
@@ -182,13 +200,22 @@ class RunningNorm(nn.Module):
         return ((x - self.mean.to(x.dtype)) / std.to(x.dtype)).clamp(-10.0, 10.0)
 
 
+def windows_of(rows: Tensor, k: int) -> Tensor:
+    """The window of the last `k` rows at every step of `rows [B, L, D]`, zero (not valid)
+    before the trial's start: `[B, L, k, D]`."""
+    padded = torch.cat([rows.new_zeros(rows.shape[0], k - 1, rows.shape[2]), rows], 1)
+    return padded.unfold(1, k, 1).transpose(2, 3)
+
+
 class AdaptationModule(nn.Module):
-    """History `[N, k, D]` -> z `[N, z_dim]`: a per-step linear embedding, two temporal
-    convolutions (kernel 5, same padding) along the k steps, then a linear read-out of all
-    k positions (as RMA's 1-D convolution over the recent states and actions)."""
+    """History `[N, k, D]` -> output `[N, O]` (`Agent.z_of` makes z of it): a per-step linear
+    embedding, two temporal convolutions (kernel 5, same padding) along the k steps, then a
+    linear read-out of all k positions (as RMA's 1-D convolution over the recent states and
+    actions)."""
 
     def __init__(self, step_dim: int, k: int, channels: int, z_dim: int) -> None:
         super().__init__()
+        self.k = k
         self.embed = nn.Sequential(nn.Linear(step_dim, channels), nn.ReLU())
         self.conv = nn.Sequential(
             nn.Conv1d(channels, channels, 5, padding=2),
@@ -200,7 +227,49 @@ class AdaptationModule(nn.Module):
 
     def forward(self, history: Tensor) -> Tensor:
         h = self.embed(history).transpose(1, 2)  # [N, C, k]
-        return torch.tanh(self.out(self.conv(h).flatten(1)))
+        return self.out(self.conv(h).flatten(1))
+
+    def initial_state(self, num_envs: int, step_dim: int, device) -> Tensor:
+        """An empty window `[N, k, D]` (all rows not valid)."""
+        return torch.zeros(num_envs, self.k, step_dim, device=device)
+
+    def step(self, row: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """One step: `row [N, D]` joins the window `state [N, k, D]`; returns the output
+        `[N, O]` and the new window."""
+        window = torch.cat([state[:, 1:], row[:, None]], 1)
+        return self(window), window
+
+    def sequence(self, rows: Tensor) -> Tensor:
+        """The output at every step of trials `rows [B, L, D]` (from an empty window):
+        `[B, L, O]`."""
+        return self(windows_of(rows, self.k).flatten(0, 1)).view(*rows.shape[:2], -1)
+
+
+class RecurrentAdaptationModule(nn.Module):
+    """Trial so far -> output `[N, O]`: a per-step linear embedding and a GRU whose state
+    carries the whole history of the trial (zero at its start), then a linear read-out
+    (`adapter: gru`)."""
+
+    def __init__(self, step_dim: int, channels: int, z_dim: int) -> None:
+        super().__init__()
+        self.embed = nn.Sequential(nn.Linear(step_dim, channels), nn.ReLU())
+        self.gru = nn.GRU(channels, channels, batch_first=True)
+        self.out = nn.Linear(channels, z_dim)
+
+    def initial_state(self, num_envs: int, step_dim: int, device) -> Tensor:
+        """The GRU's state at trial start `[N, C]`."""
+        return torch.zeros(num_envs, self.gru.hidden_size, device=device)
+
+    def step(self, row: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """One step: `row [N, D]`, `state [N, C]` -> the output `[N, O]` and the new state."""
+        y, h = self.gru(self.embed(row)[:, None], state[None].contiguous())
+        return self.out(y[:, 0]), h[0]
+
+    def sequence(self, rows: Tensor) -> Tensor:
+        """The output at every step of trials `rows [B, L, D]` (from the zero state):
+        `[B, L, O]`."""
+        y, _ = self.gru(self.embed(rows))
+        return self.out(y)
 
 
 class Agent(nn.Module):
@@ -222,11 +291,27 @@ class Agent(nn.Module):
         self.task_norm = RunningNorm(max(task_dim, 1))
         self.encoder = mlp([max(task_dim, 1), *cfg.encoder_hidden_sizes, max(z_dim, 1)])
         self.step_dim = obs_dim + self.act_dim + 3  # obs, prev action, reward, done, valid
-        self.adapter = AdaptationModule(self.step_dim, self.k, cfg.adapter_channels, max(z_dim, 1))
+        self.recurrent, self.belief = cfg.adapter == "gru", cfg.belief
+        self.task_dim = max(task_dim, 1)
+        out = 2 * self.task_dim if cfg.belief == "sample" else max(z_dim, 1)
+        self.adapter: AdaptationModule | RecurrentAdaptationModule = (
+            RecurrentAdaptationModule(self.step_dim, cfg.adapter_channels, out)
+            if self.recurrent
+            else AdaptationModule(self.step_dim, self.k, cfg.adapter_channels, out)
+        )
 
     def embed(self, features: Tensor) -> Tensor:
         """Task parameters `[T, P]` -> z `[T, z_dim]` (privileged: training and oracle only)."""
         return torch.tanh(self.encoder(self.task_norm(features)))
+
+    def z_of(self, out: Tensor, eps: Tensor | None = None) -> Tensor:
+        """The adaptation module's output `[..., O]` -> z `[..., z_dim]`: `point`, tanh of
+        it; `sample`, the z of the draw `mean + std * eps` (`eps [..., P]`) of its belief."""
+        if self.belief == "point":
+            return torch.tanh(out)
+        mean, log_std = belief_params(out)
+        assert eps is not None, "belief: sample needs the trial's draw eps"
+        return torch.tanh(self.encoder(mean + log_std.exp() * eps))
 
     def step_features(self, obs: Tensor, prev_action: Tensor, prev_reward: Tensor, prev_done):
         """One history row per step `[..., step_dim]` from the rollout's inputs (raw obs)."""
@@ -247,11 +332,27 @@ class Agent(nn.Module):
         return self.policy(x), self.value(x)
 
 
-class HistoryActor:
-    """The evaluation-time agent (and phase 2's): z from the last k steps of history only.
+def belief_params(out: Tensor) -> tuple[Tensor, Tensor]:
+    """A `sample` module's output `[..., 2P]` -> mean and log-std `[..., P]` of its Gaussian
+    belief over the standardised task parameters (log-std clamped to [-6, 2])."""
+    mean, log_std = out.chunk(2, -1)
+    return mean, log_std.clamp(-6.0, 2.0)
 
-    State: the window `[N, k, step_dim]`, zero (not valid) at the start of a trial. `rows`:
-    the copies' rows of a sharded batch (`agents.rollout.sample_action`)."""
+
+def belief_nll(out: Tensor, target: Tensor) -> Tensor:
+    """Negative log-likelihood (less the constant) of `target [N, P]` under the belief
+    `out [N, 2P]`, summed over P: `[N]`."""
+    mean, log_std = belief_params(out)
+    return (0.5 * ((target - mean) / log_std.exp()).pow(2) + log_std).sum(-1)
+
+
+class HistoryActor:
+    """The evaluation-time agent (and phase 2's): z from the history of the trial only.
+
+    State: the adaptation module's (`conv`: the window `[N, k, step_dim]`, zero -- not valid --
+    at the start of a trial; `gru`: its hidden state `[N, C]`, zero then), with `belief:
+    sample` the trial's draw `eps [N, P]` beside it. `rows`: the copies' rows of a sharded
+    batch (`agents.rollout.sample_action`)."""
 
     def __init__(
         self,
@@ -263,17 +364,27 @@ class HistoryActor:
         self.agent, self.generator, self.deterministic = agent, generator, deterministic
         self.rows = rows
 
-    def initial_state(self, num_envs: int) -> Tensor:
-        p = next(self.agent.parameters())
-        return torch.zeros(num_envs, self.agent.k, self.agent.step_dim, device=p.device)
+    def initial_state(self, num_envs: int) -> Tensor | tuple[Tensor, Tensor]:
+        a, p = self.agent, next(self.agent.parameters())
+        state = a.adapter.initial_state(num_envs, a.step_dim, p.device)
+        if a.belief == "point":
+            return state
+        eps = normal_rows(p.new_empty(num_envs, a.task_dim), self.generator, self.rows)
+        return state, eps
 
     @torch.no_grad()
     def __call__(self, obs, prev_action, prev_reward, prev_done, state) -> ActorOutput:
-        row = self.agent.step_features(obs, prev_action, prev_reward, prev_done)
-        window = torch.cat([state[:, 1:], row[:, None]], 1)
-        dist, value = self.agent.dist_value(obs, self.agent.adapter(window))
+        a = self.agent
+        row = a.step_features(obs, prev_action, prev_reward, prev_done)
+        if a.belief == "point":
+            out, state = a.adapter.step(row, state)
+            z = a.z_of(out)
+        else:
+            out, inner = a.adapter.step(row, state[0])
+            z, state = a.z_of(out, state[1]), (inner, state[1])
+        dist, value = a.dist_value(obs, z)
         action = sample_action(dist, self.generator, self.deterministic, self.rows)
-        return ActorOutput(action, dist.log_prob(action), value, window)
+        return ActorOutput(action, dist.log_prob(action), value, state)
 
 
 class TaskActor:
@@ -296,13 +407,18 @@ class TaskActor:
         return ActorOutput(action, dist.log_prob(action), value, None)
 
 
-def history_windows(agent: Agent, traj: Trajectories) -> tuple[Tensor, Tensor]:
-    """Every step's history window, as `HistoryActor` saw it: `[B, L, k, step_dim]` for the
+def history_rows(agent: Agent, traj: Trajectories) -> tuple[Tensor, Tensor]:
+    """Every step's history row, as `HistoryActor` built it: `[B, L, step_dim]` for the
     trials `[B, L]` (`Trajectories.trials`, valid steps first), and their mask `[B, L]`."""
     tb = traj.trials()
-    rows = agent.step_features(tb.obs, *tb.previous(agent.discrete))  # [B, L, D]
-    padded = torch.cat([rows.new_zeros(rows.shape[0], agent.k - 1, rows.shape[2]), rows], 1)
-    return padded.unfold(1, agent.k, 1).transpose(2, 3), tb.mask  # [B, L, k, D]
+    return agent.step_features(tb.obs, *tb.previous(agent.discrete)), tb.mask
+
+
+def history_windows(agent: Agent, traj: Trajectories) -> tuple[Tensor, Tensor]:
+    """Every step's history window (`conv`), as `HistoryActor` saw it: `[B, L, k, step_dim]`
+    for the trials `[B, L]` (`Trajectories.trials`, valid steps first), and their mask."""
+    rows, mask = history_rows(agent, traj)  # [B, L, D]
+    return windows_of(rows, agent.k), mask
 
 
 def window_returns(traj: Trajectories, window: int) -> Tensor:
@@ -468,18 +584,30 @@ class TaskInference:
 
     # -- phase 2: regress the adaptation module on z ------------------------------------------
     def _valid_windows(self, traj: Trajectories) -> tuple[Tensor, Tensor]:
-        """The history window of every valid step `[N, k, D]` (trial-major, time order within a
-        trial: the order of `_ppo`'s steps) and the trials' mask `[B, L]`."""
+        """The module's input and the trials' mask `[B, L]`: `conv`, the history window of
+        every valid step `[N, k, D]` (trial-major, time order within a trial: the order of
+        `_ppo`'s steps); `gru`, the trials' rows `[B, L, D]`."""
+        if self.agent.recurrent:
+            return history_rows(self.agent, traj)
         windows, mask = history_windows(self.agent, traj)  # [B, L, k, D], [B, L]
         return windows.reshape(-1, *windows.shape[2:])[mask.reshape(-1) > 0], mask
+
+    def _infer(self, x: Tensor, mask: Tensor, idx: Tensor | None = None) -> Tensor:
+        """The module's output at the valid steps `[N, O]` (or at `idx` of them) from
+        `_valid_windows`' input (the GRU runs over the whole trials)."""
+        if self.agent.recurrent:
+            out = self.agent.adapter.sequence(x).flatten(0, 1)[mask.reshape(-1) > 0]
+            return out if idx is None else out[idx]
+        return self.agent.adapter(x if idx is None else x[idx])
 
     def _regress(
         self, tasks: TaskBatchLike, traj: Trajectories, rows: Rows, x: Tensor, mask: Tensor
     ) -> dict[str, float]:
-        """Regress the adaptation module on z from the valid steps' windows `x` `[N, k, D]`."""
+        """Regress the adaptation module on z at the valid steps (`x`: `_valid_windows`')."""
         c, a = self.cfg, self.agent
-        with torch.no_grad():
-            target = a.embed(task_features(tasks).to(self.device))  # [T, z]
+        with torch.no_grad():  # z, or the standardised task parameters the belief is over
+            feats = task_features(tasks).to(self.device)
+            target = a.embed(feats) if a.belief == "point" else a.task_norm(feats)  # [T, z|P]
         b, length = mask.shape
         target = target.repeat_interleave(b // tasks.num_tasks, 0)[:, None].expand(b, length, -1)
         y = target.reshape(b * length, -1)[mask.reshape(-1) > 0]
@@ -495,7 +623,11 @@ class TaskInference:
                 self.adapter_optimizer.zero_grad(set_to_none=True)
                 loss = torch.zeros((), device=self.device)
                 if len(idx):
-                    loss = (a.adapter(x[idx]) - y[idx]).pow(2).sum(-1).mean()
+                    out = self._infer(x, mask, idx)
+                    if a.belief == "point":
+                        loss = (a.z_of(out) - y[idx]).pow(2).sum(-1).mean()
+                    else:
+                        loss = belief_nll(out, y[idx]).mean()
                     loss = loss * share if share != 1.0 else loss
                     loss.backward()
                 if steps.sharded:
@@ -504,15 +636,16 @@ class TaskInference:
                 losses.append(float(loss.detach()))
         if steps.sharded:  # each was this rank's share of a minibatch's loss
             losses = sum_(torch.tensor(losses, dtype=torch.float64), steps).tolist()
-        return {"loss": sum(losses) / len(losses), "z_mse_first": losses[0], "z_mse": losses[-1]}
+        name = "z_mse" if a.belief == "point" else "belief_nll"  # of the first / last minibatch
+        return {"loss": sum(losses) / len(losses), f"{name}_first": losses[0], name: losses[-1]}
 
     def _finetune(
-        self, tasks: TaskBatchLike, traj: Trajectories, rows: Rows, x: Tensor
+        self, tasks: TaskBatchLike, traj: Trajectories, rows: Rows, x: Tensor, mask: Tensor
     ) -> dict[str, float]:
         """Phase-2 PPO of policy and value on the adaptation module's z (`finetune_policy`)
-        from the valid steps' windows `x` `[N, k, D]` (what the actor saw)."""
+        from `_valid_windows`' input `x` (what the actor saw)."""
         with torch.no_grad():
-            inferred = self.agent.adapter(x)
+            inferred = self.agent.z_of(self._infer(x, mask))
         return self._ppo(tasks, traj, rows, inferred)
 
     # -- learner contract -------------------------------------------------------------------
@@ -529,7 +662,7 @@ class TaskInference:
             x, mask = self._valid_windows(traj)
             metrics = {}
             if c.finetune_policy:  # on the z the actor used: before the module's update
-                ft = self._finetune(tasks, traj, rows, x)
+                ft = self._finetune(tasks, traj, rows, x, mask)
                 metrics = {f"finetune_{k}": v for k, v in ft.items()}
             metrics.update(self._regress(tasks, traj, rows, x, mask))
         self.iteration += 1
@@ -633,6 +766,11 @@ def check_config(cfg: TaskInferenceConfig, horizon: int) -> None:
         raise UsageError(
             f"learner.history_length must lie in [1, {horizon}] (the episode horizon), "
             f"got {cfg.history_length}"
+        )
+    if cfg.belief == "sample" and cfg.finetune_policy:
+        raise UsageError(
+            "learner.finetune_policy needs learner.belief=point (with belief=sample the z the "
+            "actor used depends on its trial's draw, which the rollout does not keep)"
         )
     if cfg.phase2_start < 0:
         raise UsageError(f"learner.phase2_start must be >= 0 iterations, got {cfg.phase2_start}")

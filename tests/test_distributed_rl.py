@@ -79,7 +79,7 @@ def _maml_cheetah():
     return dist, build_maml_rl(cfg, dist, torch.device("cpu"), 0)
 
 
-def _task_inference():
+def _task_inference(adapter: str = "conv", belief: str = "point"):
     from agents.task_inference import TaskInferenceConfig, build_task_inference
     from envs.tensor import Navigation2DDistribution
 
@@ -87,6 +87,7 @@ def _task_inference():
     cfg = TaskInferenceConfig(
         hidden_sizes=[16], z_dim=2, history_length=4, adapter_channels=4, phase2_start=2,
         ppo_epochs=2, minibatches=3, adapter_epochs=2, envs_per_task=2, window=4,
+        adapter=adapter, belief=belief,
     )  # fmt: skip
     return dist, build_task_inference(cfg, dist, torch.device("cpu"), 0)
 
@@ -100,6 +101,7 @@ CASES = {
     ),  # fmt: skip
     "maml_trpo_cheetah": _maml_cheetah,
     "task_inference_navigation": _task_inference,
+    "task_inference_navigation_gru_sample": lambda: _task_inference("gru", "sample"),
 }
 
 

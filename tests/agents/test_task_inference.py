@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 
 import pytest
@@ -13,7 +14,9 @@ from gymnasium import spaces
 from agents.task_inference import (
     HistoryActor,
     TaskInferenceConfig,
+    belief_params,
     build_task_inference,
+    history_rows,
     history_windows,
     window_returns,
 )
@@ -79,18 +82,19 @@ def test_evaluation_never_sees_the_task_parameters():
         oracle.adaptation_curve(poisoned, 0)
 
 
-def test_phase2_infers_the_task_from_one_step_and_reaches_the_oracle():
-    learner = _learner(phase2_start=25)
+@pytest.mark.parametrize("adapter", ["conv", "gru"])
+def test_phase2_infers_the_task_from_one_step_and_reaches_the_oracle(adapter):
+    learner = _learner(phase2_start=25, adapter=adapter)
     metrics = _train(learner, 45)
     assert [m["phase"] for m in metrics] == [1.0] * 25 + [2.0] * 20
     test = COIN.sample("test", 200, torch.Generator().manual_seed(3))
     # z error after one step of history (step 0 has none): near zero.
     traj = learner.play(test, 1, 1, torch.Generator().manual_seed(4), history=True)
-    windows, mask = history_windows(learner.agent, traj)  # [B, L, k, D]
+    rows, mask = history_rows(learner.agent, traj)  # [B, L, D]
     with torch.no_grad():
         z = learner.agent.embed(test.features())  # [T, z]
-        pred = learner.agent.adapter(windows[:, 1:].reshape(-1, 4, windows.shape[-1]))
-    err = (pred.view(200, -1, z.shape[1]) - z[:, None]).pow(2).sum(-1)
+        pred = learner.agent.z_of(learner.agent.adapter.sequence(rows)[:, 1:])  # [B, L-1, z]
+    err = (pred - z[:, None]).pow(2).sum(-1)
     assert err.mean() < 0.02 * z.pow(2).sum(-1).mean(), err.mean()
     assert metrics[-1]["z_mse"] < metrics[25]["z_mse_first"]
     # Return: history-only ~ the oracle (the same policy fed the true z); blind ~ 1/2 of it.
@@ -105,18 +109,117 @@ def test_phase2_infers_the_task_from_one_step_and_reaches_the_oracle():
     assert blind_return < 6.5 < ti, (blind_return, ti)
 
 
-def test_the_adaptation_module_sees_in_training_what_the_actor_saw():
+@pytest.mark.parametrize("adapter", ["conv", "gru"])
+def test_the_adaptation_module_sees_in_training_what_the_actor_saw(adapter):
     dist = CoinVectorEnv.distribution(horizon=5)
-    learner = _learner(dist, phase2_start=0)
+    learner = _learner(dist, phase2_start=0, adapter=adapter)
     tasks = dist.sample("train", 3, torch.Generator().manual_seed(0))
     traj = learner.play(tasks, 3, 2, torch.Generator().manual_seed(0), history=True)
-    windows, mask = history_windows(learner.agent, traj)  # trials [6, 15, k, D]
+    if adapter == "conv":  # the window of the last k rows, by hand
+        windows, mask = history_windows(learner.agent, traj)  # trials [6, 15, k, D]
+        with torch.no_grad():
+            z = learner.agent.z_of(learner.agent.adapter(windows.flatten(0, 1)))
+    else:  # the GRU run over the whole trial (across its 3 episodes) at once
+        rows, mask = history_rows(learner.agent, traj)  # [6, 15, D]
+        with torch.no_grad():
+            z = learner.agent.z_of(learner.agent.adapter.sequence(rows).flatten(0, 1))
     with torch.no_grad():
-        z = learner.agent.adapter(windows.flatten(0, 1))
         _, value = learner.agent.dist_value(traj.trials().obs.flatten(0, 1), z)
-    # The actor's value output was computed from its own window: replaying gives it back.
+    # The actor's value output was computed from its own history: replaying gives it back.
     assert torch.allclose(value.view(mask.shape), traj.trials().values, atol=1e-6)
+    # And the phase-2 regression's inputs are those: z at the valid steps, in PPO's order.
+    x, mask2 = learner._valid_windows(traj)
+    with torch.no_grad():
+        inferred = learner.agent.z_of(learner._infer(x, mask2))
+        assert torch.allclose(inferred, z[mask.reshape(-1) > 0], atol=1e-6)
     assert isinstance(learner.actor(tasks, 2, True, None), HistoryActor)
+
+
+def test_the_gru_module_remembers_what_left_the_window():
+    """A cue seen only at step 0 of 12 (then zeros): the GRU learns to report it at every
+    step; the window of the last 4 steps cannot after step 3 (it holds only zeros then)."""
+    from agents.task_inference import AdaptationModule, RecurrentAdaptationModule
+
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    modules = {"gru": RecurrentAdaptationModule(3, 16, 1), "conv": AdaptationModule(3, 4, 16, 1)}
+    late = {}
+    for name, module in modules.items():
+        opt = torch.optim.Adam(module.parameters(), lr=1e-2)
+        for _ in range(150):
+            cue = torch.randint(0, 2, (64,), generator=gen).float() * 2 - 1  # [B]
+            rows = torch.zeros(64, 12, 3)
+            rows[:, 0, 0], rows[:, :, 2] = cue, 1.0  # the cue, then a "valid" channel
+            loss = (module.sequence(rows)[..., 0].tanh() - 0.9 * cue[:, None]).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            z = module.sequence(rows)[..., 0].tanh()  # [B, 12]
+        late[name] = (z[:, 4:] - 0.9 * cue[:, None]).pow(2).mean().item()
+        # step() one row at a time gives what sequence() gives (the actor's path).
+        state = module.initial_state(64, 3, "cpu")
+        with torch.no_grad():
+            for t in range(12):
+                zt, state = module.step(rows[:, t], state)
+                assert torch.allclose(zt[:, 0].tanh(), z[:, t], atol=1e-5)
+    assert late["gru"] < 0.01 and late["conv"] > 0.5, late
+
+
+def test_belief_nll_is_the_gaussian_negative_log_likelihood():
+    from agents.task_inference import belief_nll
+
+    out, target = torch.randn(7, 6), torch.randn(7, 3)
+    mean, log_std = out[:, :3], out[:, 3:].clamp(-6, 2)
+    logp = torch.distributions.Normal(mean, log_std.exp()).log_prob(target).sum(-1)
+    const = 1.5 * torch.log(torch.tensor(2 * torch.pi))
+    assert torch.allclose(belief_nll(out, target), -logp - const, atol=1e-5)
+
+
+def test_the_sampled_belief_commits_to_one_draw_per_trial():
+    """`belief: sample`: the actor acts on z = encoder(mean + std * eps) with eps drawn once
+    per trial (each copy its own; the same from the same generator state)."""
+    learner = _learner(CoinVectorEnv.distribution(horizon=6), phase2_start=0, belief="sample")
+    a = learner.agent
+    actor = learner.actor(COIN.sample("train", 4, torch.Generator()), 2, True,
+                          torch.Generator().manual_seed(3))  # fmt: skip
+    window, eps = actor.initial_state(8)
+    assert eps.shape == (8, 1) and eps.std() > 0 and window.shape == (8, 4, a.step_dim)
+    again = learner.actor(COIN.sample("train", 4, torch.Generator()), 2, True,
+                          torch.Generator().manual_seed(3)).initial_state(8)[1]  # fmt: skip
+    assert torch.equal(eps, again)
+    state = (window, eps)
+    obs, prev = torch.zeros(8, 1), (torch.full((8,), -1), torch.zeros(8), torch.zeros(8))
+    for _ in range(3):
+        out = actor(obs, *prev, state)
+        assert torch.equal(out.state[1], eps)  # the draw stays for the whole trial
+        state = out.state
+    # z is the encoder's image of the draw mean + std * eps (log-std floored at -6).
+    o = torch.tensor([[0.3, -20.0]])
+    sure = torch.tanh(a.encoder(torch.tensor([[0.3 + 5 * math.exp(-6.0)]])))
+    assert torch.allclose(a.z_of(o, torch.tensor([[5.0]])), sure)
+    o = torch.tensor([[0.3, 0.0]])
+    assert torch.allclose(a.z_of(o, torch.tensor([[1.0]])), torch.tanh(a.encoder(o[:, :1] + 1)))
+
+
+def test_sampled_belief_phase2_narrows_on_the_task_and_reaches_the_oracle():
+    learner = _learner(phase2_start=25, adapter="gru", belief="sample")
+    metrics = _train(learner, 45)
+    assert metrics[-1]["belief_nll"] < metrics[25]["belief_nll_first"]
+    test = COIN.sample("test", 200, torch.Generator().manual_seed(3))
+    traj = learner.play(test, 1, 1, torch.Generator().manual_seed(4), history=True)
+    rows, _ = history_rows(learner.agent, traj)
+    with torch.no_grad():
+        mean, log_std = belief_params(learner.agent.adapter.sequence(rows))  # [B, L, 1]
+        truth = learner.agent.task_norm(test.features())  # [T, 1]: +-1
+    # After one pull the belief sits on the task and is sure of it; before, it is not.
+    err, std = (mean - truth[:, None]).abs()[..., 0], log_std.exp()[..., 0]  # [B, L]
+    assert err[:, 0].mean() > 0.8 and std[:, 0].min() > 0.5  # step 0: no pull seen yet
+    assert err[:, 1:].mean() < 0.1 and std[:, 1:].mean() < 0.15
+    ti = learner.adaptation_curve(test, 0)[0].mean().item()
+    learner.cfg.mode = "oracle"
+    oracle = learner.adaptation_curve(test, 0)[0].mean().item()
+    assert oracle > 9.5 and ti > 0.9 * oracle, (ti, oracle)
 
 
 def test_window_rows_equal_returns_from_the_raw_trajectories():
@@ -157,7 +260,7 @@ def test_finetuning_acts_on_the_z_the_actor_used_and_leaves_the_encoder():
     valid = traj.mask.reshape(-1) > 0
     with torch.no_grad():
         x = windows.reshape(-1, *windows.shape[2:])[mask.reshape(-1) > 0]
-        z = learner.agent.adapter(x)
+        z = learner.agent.z_of(learner.agent.adapter(x))
         obs = traj.obs.reshape(-1, traj.obs.shape[-1])[valid]
         dist_, _ = learner.agent.dist_value(obs, z)
     logp = dist_.log_prob(traj.actions.reshape(-1)[valid])
@@ -246,6 +349,8 @@ class BlankVectorEnv(CoinVectorEnv):
         (["learner.history_length=5"], "history_length must lie in [1, 4]"),
         (["learner.phase2_start=3", "train.iterations=3"], "phase2_start=3 must be below"),
         (["task.kind=blank"], "has no task parameters to encode"),
+        (["learner.belief=sample", "learner.finetune_policy=true"], "needs learner.belief=point"),
+        (["learner.belief=guess"], "belief"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(coin, tmp_path, capsys, extra, message):
