@@ -180,14 +180,20 @@ def optimizer_adapt_iter(
     optimizer: InnerOptimizer,
     first_order: bool = False,
     adapt_keys: Iterable[str] | None = None,
+    carry: dict[str, Any] | None = None,
 ) -> Iterator[Params]:
     """`adapt_iter` with any inner optimiser: the parameters after 0, 1, ..., `steps` updates.
 
     With `SGD(step_sizes)` it gives exactly `adapt_iter(..., step_sizes, ...)` (tested).
     `loss_fn` is called once per step, so a closure may hand out a new mini-batch each time.
+    `carry`: the optimiser's state starts from `carry["state"]` when it is there (else from
+    `optimizer.init`) and is written back after every step (Reptile's carried inner state).
     """
     keys = list(params) if adapt_keys is None else [k for k in params if k in set(adapt_keys)]
-    state = optimizer.init({k: params[k] for k in keys})
+    if carry is not None and carry.get("state") is not None:
+        state = carry["state"]
+    else:
+        state = optimizer.init({k: params[k] for k in keys})
     yield params
     for _ in range(steps):
         needs_graph = not first_order and torch.is_grad_enabled()
@@ -200,5 +206,7 @@ def optimizer_adapt_iter(
             for k, g in zip(keys, grads, strict=True)
         }
         moved, state = optimizer.update({k: params[k] for k in keys}, named, state)
+        if carry is not None:
+            carry["state"] = state
         params = {**params, **moved}
         yield params

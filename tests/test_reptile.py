@@ -113,6 +113,48 @@ def test_seeded_meta_steps_repeat_and_resume_is_exact():
     assert la == lb
 
 
+def test_carried_inner_state_continues_adam_from_task_to_task():
+    """`inner_state: carried`: the second task's first inner step is an Adam step whose
+    moments and step count come from the first task (the paper's code resets only weights)."""
+    lr = 0.1
+    kw = dict(inner_lr=lr, adapt_steps=1, inner_batch=6, outer_lr=1.0, anneal_iterations=0)
+    carried, fresh = linear_reptile(inner_state="carried", **kw), linear_reptile(**kw)
+    tasks = linear_tasks(2)
+    theta = {k: v.detach().clone() for k, v in named_params(carried.model).items()}
+
+    def grad(t: int) -> dict:
+        w, b = (theta[k].clone().requires_grad_() for k in ("1.weight", "1.bias"))
+        loss = F.cross_entropy(tasks.support_x[t].flatten(1) @ w.T + b, tasks.support_y[t])
+        return dict(zip(("1.weight", "1.bias"), torch.autograd.grad(loss, (w, b)), strict=True))
+
+    g0, g1 = grad(0), grad(1)
+    carried.meta_step(tasks)
+    fresh.meta_step(tasks)
+    b2 = 0.999
+    for k in theta:  # beta1 = 0: m = g; v and the step count run on over the two tasks
+        v = b2 * (1 - b2) * g0[k] ** 2 + (1 - b2) * g1[k] ** 2
+        phi1 = theta[k] - lr * g1[k] / ((v / (1 - b2**2)).sqrt() + 1e-8)
+        phi0 = theta[k] - lr * g0[k] / (g0[k].abs() + 1e-8)  # a fresh first step: lr * sign
+        torch.testing.assert_close(carried.model.state_dict()[k], (phi0 + phi1) / 2)
+        phi1_fresh = theta[k] - lr * g1[k] / (g1[k].abs() + 1e-8)
+        torch.testing.assert_close(fresh.model.state_dict()[k], (phi0 + phi1_fresh) / 2)
+    step, _, v_state = carried.carry["state"]
+    assert step == 2 and fresh.carry["state"] is None
+    # Evaluation starts each test task from training's state and leaves it as it was.
+    before = {k: t.clone() for k, t in v_state.items()}
+    carried.adaptation_curve(linear_tasks(2, seed=1), 2)
+    assert carried.carry["state"][0] == 2
+    assert all(torch.equal(carried.carry["state"][2][k], before[k]) for k in before)
+    # And it is part of the checkpoint: a resumed learner takes the same next step.
+    again = linear_reptile(inner_state="carried", **kw)
+    again.load_state_dict(carried.state_dict())
+    nxt = linear_tasks(2, seed=2)
+    carried.meta_step(nxt)
+    again.meta_step(nxt)
+    for k in theta:
+        torch.testing.assert_close(again.model.state_dict()[k], carried.model.state_dict()[k])
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -127,3 +169,14 @@ def test_bad_reptile_settings_exit_2_with_one_line(
     rc = main([*argv, "device=cpu", "--run-dir", str(tmp_path), "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and message in err and len(err.splitlines()) == 1, err
+
+
+def test_carried_inner_state_refuses_a_sharded_batch(monkeypatch):
+    """Under torchrun a rank holds part of the meta-batch; the carried state needs all of it
+    in sequence, so the learner says so in one line instead of training something else."""
+    from metarl.errors import UsageError
+
+    r = linear_reptile(inner_state="carried", inner_batch=6)
+    monkeypatch.setattr("metarl.fewshot.reptile.batch_rows", lambda n: (slice(0, n), 2 * n))
+    with pytest.raises(UsageError, match="inner_state=carried .* one process"):
+        r.meta_step(linear_tasks(2))

@@ -70,6 +70,12 @@ class ReptileConfig:
     outer_lr, no annealing)."""
     transductive: bool = True
     """Evaluate with all queries of a task in one batch (True) or each with the support alone."""
+    inner_state: Literal["fresh", "carried"] = "fresh"
+    """The inner optimiser's state (Adam's moments and step count) at the start of a task:
+    `fresh`, zero for every task; `carried`, as the paper's code does (it resets only the
+    weights after a task): training tasks, one after another, hand it on, and every test task
+    starts from the state training left (without changing it). Carried runs its meta-batch in
+    sequence, so it takes one process."""
 
 
 def minibatches(x: Tensor, y: Tensor, size: int, generator: torch.Generator):
@@ -122,6 +128,7 @@ class Reptile:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._anneal)
         self.train_generator = make_generator(seed, "reptile/train", device)
         self.eval_generator = make_generator(seed, "reptile/eval", device)
+        self.carry: dict[str, Any] = {"state": None}  # `inner_state: carried` (training's)
 
     def _anneal(self, it: int) -> float:
         c = self.cfg
@@ -132,10 +139,24 @@ class Reptile:
         c = self.cfg
         return Adam(c.inner_lr) if c.inner_optimizer == "adam" else SGD(c.inner_lr)
 
+    def _carry(self, train: bool) -> dict[str, Any] | None:
+        """The inner state a task starts from (`inner_state`): None (fresh), training's own
+        (handed on), or a copy of it for a test task (training's is left as it is)."""
+        if self.cfg.inner_state == "fresh":
+            return None
+        return self.carry if train else dict(self.carry)
+
     def _adapt_steps(
-        self, x: Tensor, y: Tensor, steps: int, batch: int, generator: torch.Generator
+        self,
+        x: Tensor,
+        y: Tensor,
+        steps: int,
+        batch: int,
+        generator: torch.Generator,
+        carry: dict[str, Any] | None = None,
     ) -> list[Params]:
-        """Detached parameters after 0..steps inner steps on mini-batches of (x, y)."""
+        """Detached parameters after 0..steps inner steps on mini-batches of (x, y); `carry`:
+        the inner optimiser's state (`optimizer_adapt_iter`)."""
         stream = minibatches(x, y, min(batch, y.shape[0]), generator)
 
         def loss_fn(p: Params) -> Tensor:
@@ -146,7 +167,9 @@ class Reptile:
             start = {k: v.detach().requires_grad_() for k, v in named_params(self.model).items()}
             return [
                 {k: v.detach().requires_grad_() for k, v in p.items()}
-                for p in optimizer_adapt_iter(start, loss_fn, steps, self._inner(), True)
+                for p in optimizer_adapt_iter(
+                    start, loss_fn, steps, self._inner(), True, carry=carry
+                )
             ]
 
     # -- learner contract --------------------------------------------------------------------
@@ -157,8 +180,9 @@ class Reptile:
         for t in self._own_tasks(tasks, self.cfg.adapt_steps, self.cfg.inner_batch, True):
             x, y = tasks.support_x[t], tasks.support_y[t]
             phi = self._adapt_steps(
-                x, y, self.cfg.adapt_steps, self.cfg.inner_batch, self.train_generator
-            )[-1]
+                x, y, self.cfg.adapt_steps, self.cfg.inner_batch, self.train_generator,
+                self._carry(True),
+            )[-1]  # fmt: skip
             adapted.append({k: v.detach() for k, v in phi.items()})
             with torch.no_grad():  # the support loss after adaptation, for the log only
                 out = forward(self.model, phi, x)
@@ -178,6 +202,11 @@ class Reptile:
         """The tasks of `tasks` in order, the generator skipping the draws of the tasks before,
         between and after them that other ranks adapt (none with one process)."""
         rows, total = batch_rows(tasks.num_tasks)
+        if self.cfg.inner_state == "carried" and rows.stop - rows.start != total:
+            raise UsageError(
+                "learner.inner_state=carried hands the inner state from task to task in "
+                "sequence: run it on one process (or use inner_state=fresh under torchrun)"
+            )
         gen = self.train_generator if train else self.eval_generator
         items = tasks.support_y.shape[1]
         for i in range(total):
@@ -196,7 +225,9 @@ class Reptile:
 
     def _curve_task(self, tasks: Episode, t: int, steps: int, transductive: bool) -> Tensor:
         x, y = tasks.support_x[t], tasks.support_y[t]
-        per_step = self._adapt_steps(x, y, steps, self.cfg.eval_inner_batch, self.eval_generator)
+        per_step = self._adapt_steps(
+            x, y, steps, self.cfg.eval_inner_batch, self.eval_generator, self._carry(False)
+        )
         with torch.no_grad():
             return torch.stack(
                 [
@@ -218,6 +249,7 @@ class Reptile:
                 budget,
                 self.cfg.eval_inner_batch,
                 self.eval_generator,
+                self._carry(False),
             )[-1]
             for t in range(tasks.num_tasks)
         ]
@@ -266,15 +298,18 @@ class Reptile:
         gen.manual_seed(derive_seed(self.seed, "reptile/predict"))
         self.model.train()
         p = self._adapt_steps(
-            support_x, support_y, self.cfg.eval_adapt_steps, self.cfg.eval_inner_batch, gen
-        )[-1]
+            support_x, support_y, self.cfg.eval_adapt_steps, self.cfg.eval_inner_batch, gen,
+            self._carry(False),
+        )[-1]  # fmt: skip
         with torch.no_grad():
             logits = self._query_logits(p, support_x, query_x, self.cfg.transductive)
         return logits[:, :ways].softmax(-1)
 
     def load_model(self, state: dict[str, Any]) -> None:
-        """Only the network of a checkpoint's learner state (`metarl adapt`)."""
+        """Only the network (and the carried inner state) of a checkpoint's learner state
+        (`metarl adapt`)."""
         self.model.load_state_dict(state["model"])
+        self.carry["state"] = state.get("inner_state")
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -285,6 +320,7 @@ class Reptile:
                 "train": self.train_generator.get_state(),
                 "eval": self.eval_generator.get_state(),
             },
+            "inner_state": self.carry["state"],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -293,6 +329,7 @@ class Reptile:
         self.scheduler.load_state_dict(state["scheduler"])
         self.train_generator.set_state(state["generators"]["train"])
         self.eval_generator.set_state(state["generators"]["eval"])
+        self.carry["state"] = state.get("inner_state")  # absent before inner_state existed
 
 
 def build_reptile(
