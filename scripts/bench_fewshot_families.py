@@ -112,14 +112,17 @@ def mann_rows(runs: Path, minutes: float) -> list[dict]:
 
 
 def reptile_rows(
-    runs: Path, minutes: float, iterations: int, tasks: int, tasks_nt: int
+    runs: Path, minutes: float, iterations: int, tasks: int, tasks_nt: int, inner_state: str
 ) -> list[dict]:
-    """Reptile 5w1s: epsilon annealed to 0 over the iterations that fit; both test modes."""
+    """Reptile 5w1s: epsilon annealed to 0 over the iterations that fit; both test modes;
+    `inner_state` fresh or carried (the learner's option; its own run directory)."""
     from metarl.seeding import make_generator
     from metarl.trainer import load_run
 
-    run_dir = runs / "omniglot_reptile_5w1s"
-    overrides = [
+    carried = inner_state == "carried"
+    run_dir = runs / ("omniglot_reptile_5w1s_carried" if carried else "omniglot_reptile_5w1s")
+    overrides = ["learner.inner_state=carried"] if carried else []
+    overrides += [
         f"train.max_minutes={minutes}",
         f"train.iterations={iterations}",
         f"learner.anneal_iterations={iterations}",
@@ -142,6 +145,7 @@ def reptile_rows(
             {
                 "setting": "5-way 1-shot",
                 "transductive": transductive,
+                "inner_state": inner_state,
                 "accuracy": 100 * acc.mean().item(),
                 "ci95": 196 * acc.std().item() / len(acc) ** 0.5,
                 "test_episodes": len(acc),
@@ -345,6 +349,7 @@ def markdown(result: dict) -> str:
         ]
         for r in result["reptile"]:
             mode = "transductive" if r["transductive"] else "non-transductive"
+            mode += f", {r.get('inner_state', 'fresh')} inner state"
             lines.append(
                 f"| {r['setting']} | {mode} | {r['accuracy']:.2f} +- {r['ci95']:.2f} | {r['test_episodes']} "
                 f"| {r['paper']} | {r['iterations']} it, {r['train_minutes']:.1f} min | `{r['command']}` |"
@@ -407,6 +412,12 @@ def main() -> None:
     p.add_argument(
         "--reptile-tasks-nt", type=int, default=30, help="non-transductive test episodes"
     )
+    p.add_argument(
+        "--reptile-inner-state",
+        default="fresh",
+        choices=["fresh", "carried"],
+        help="Reptile's learner.inner_state; its rows replace only the rows of that state",
+    )
     p.add_argument("--metasgd-repeats", type=int, default=2)
     p.add_argument("--quadratic-minutes", type=float, default=5.0)
     p.add_argument("--mlp-minutes", type=float, default=6.0, help="0 skips a family")
@@ -436,12 +447,15 @@ def main() -> None:
         result["mann"] = mann_rows(runs, args.mann_minutes)
         save()
     if "reptile" in only:
-        result["reptile"] = reptile_rows(
+        state = args.reptile_inner_state
+        kept = [r for r in result.get("reptile", []) if r.get("inner_state", "fresh") != state]
+        result["reptile"] = kept + reptile_rows(
             runs,
             args.reptile_minutes,
             args.reptile_iterations,
             args.reptile_tasks,
             args.reptile_tasks_nt,
+            state,
         )
         save()
     if "metasgd" in only:
