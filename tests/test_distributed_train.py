@@ -72,7 +72,14 @@ CASES: dict[str, tuple[str, list[str]]] = {
     ),
     "reptile": (
         "omniglot_reptile_5w1s",
-        [*OMNI, *SMALL_CONV, "task.train_shots=2", "learner.inner_batch=4"],
+        # the shipped configs carry the inner state from task to task (one process only)
+        [
+            *OMNI,
+            *SMALL_CONV,
+            "task.train_shots=2",
+            "learner.inner_batch=4",
+            "learner.inner_state=fresh",
+        ],
     ),
     "mann": (
         "omniglot_mann_5w",
