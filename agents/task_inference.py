@@ -106,7 +106,9 @@ class TaskInferenceConfig:
     agent off the mean, which tells the two apart, and as the belief narrows `z` tends to the
     mean. A point estimate there drives the agent to the mean of the candidates and keeps it
     on the line of ambiguity. The draw is part of the agent, so it is made at evaluation too
-    (from the evaluation generator; `eval_deterministic` still takes the action's mode)."""
+    (from the evaluation generator; `eval_deterministic` still takes the action's mode).
+    Measured on 2-D navigation it did worse than `point` at every budget tried
+    (results/ti_navigation_sweep.md): an option, not a default of any shipped config."""
     history_length: int = 32
     """k: steps of history the `conv` module sees (1 <= k <= horizon; `gru` sees them all)."""
     adapter_channels: int = 32

@@ -121,7 +121,7 @@ def reptile_rows(
 
     carried = inner_state == "carried"
     run_dir = runs / ("omniglot_reptile_5w1s_carried" if carried else "omniglot_reptile_5w1s")
-    overrides = ["learner.inner_state=carried"] if carried else []
+    overrides = [f"learner.inner_state={inner_state}"]  # explicit: the configs ship carried
     overrides += [
         f"train.max_minutes={minutes}",
         f"train.iterations={iterations}",
@@ -152,7 +152,8 @@ def reptile_rows(
                 "paper": REPTILE["5w1s"] if transductive else REPTILE_NON_TRANSDUCTIVE["5w1s"],
                 "iterations": res["iterations"],
                 "train_minutes": mins,
-                "command": f"{cmd} && python scripts/bench_fewshot_families.py --only reptile",
+                "command": f"{cmd} && python scripts/bench_fewshot_families.py --only reptile "
+                f"--reptile-inner-state {inner_state}",
             }
         )
     return rows
@@ -414,9 +415,10 @@ def main() -> None:
     )
     p.add_argument(
         "--reptile-inner-state",
-        default="fresh",
+        default="carried",
         choices=["fresh", "carried"],
-        help="Reptile's learner.inner_state; its rows replace only the rows of that state",
+        help="Reptile's learner.inner_state (the configs ship carried); its rows replace only "
+        "the rows of that state",
     )
     p.add_argument("--metasgd-repeats", type=int, default=2)
     p.add_argument("--quadratic-minutes", type=float, default=5.0)
