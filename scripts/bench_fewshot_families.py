@@ -112,15 +112,23 @@ def mann_rows(runs: Path, minutes: float) -> list[dict]:
 
 
 def reptile_rows(
-    runs: Path, minutes: float, iterations: int, tasks: int, tasks_nt: int, inner_state: str
+    runs: Path,
+    minutes: float,
+    iterations: int,
+    tasks: int,
+    tasks_nt: int,
+    inner_state: str,
+    ways: int,
 ) -> list[dict]:
-    """Reptile 5w1s: epsilon annealed to 0 over the iterations that fit; both test modes;
-    `inner_state` fresh or carried (the learner's option; its own run directory)."""
+    """Reptile trained on `ways`-way tasks (epsilon annealed to 0 over the iterations that
+    fit), tested 1-shot and 5-shot from the one run (the paper trains both shot settings
+    alike: 10 training shots), in both test modes; `inner_state` fresh or carried (the
+    learner's option; its own run directory)."""
     from metarl.seeding import make_generator
     from metarl.trainer import load_run
 
-    carried = inner_state == "carried"
-    run_dir = runs / ("omniglot_reptile_5w1s_carried" if carried else "omniglot_reptile_5w1s")
+    config = f"omniglot_reptile_{ways}w1s"
+    run_dir = runs / (config + ("_carried" if inner_state == "carried" else ""))
     overrides = [f"learner.inner_state={inner_state}"]  # explicit: the configs ship carried
     overrides += [
         f"train.max_minutes={minutes}",
@@ -129,33 +137,36 @@ def reptile_rows(
         "train.eval_interval=0",
         "eval.final_num_tasks=10",
     ]
-    res, cmd, mins = train("omniglot_reptile_5w1s", run_dir, overrides)
+    res, cmd, mins = train(config, run_dir, overrides)
     torch.set_num_threads(1)
-    r = load_run(ROOT / run_dir)
-    steps = r.learner.cfg.eval_adapt_steps
     rows = []
-    for transductive, n in ((True, tasks), (False, tasks_nt)):
-        gen = make_generator(r.cfg.seed, "eval/test", r.device)  # the tasks of `metarl eval`
-        acc = []
-        for _ in range(n // 10):
-            ep = r.distribution.sample("test", 10, gen)
-            acc.append(r.learner.query_accuracy(ep, steps, transductive)[-1])
-        acc = torch.cat(acc)
-        rows.append(
-            {
-                "setting": "5-way 1-shot",
-                "transductive": transductive,
-                "inner_state": inner_state,
-                "accuracy": 100 * acc.mean().item(),
-                "ci95": 196 * acc.std().item() / len(acc) ** 0.5,
-                "test_episodes": len(acc),
-                "paper": REPTILE["5w1s"] if transductive else REPTILE_NON_TRANSDUCTIVE["5w1s"],
-                "iterations": res["iterations"],
-                "train_minutes": mins,
-                "command": f"{cmd} && python scripts/bench_fewshot_families.py --only reptile "
-                f"--reptile-inner-state {inner_state}",
-            }
-        )
+    for shots in (1, 5):
+        r = load_run(ROOT / run_dir, [f"task.shots={shots}"])
+        steps = r.learner.cfg.eval_adapt_steps
+        key = f"{ways}w{shots}s"
+        for transductive, n in ((True, tasks), (False, tasks_nt)):
+            gen = make_generator(r.cfg.seed, "eval/test", r.device)  # the tasks of `metarl eval`
+            acc = []
+            for _ in range(n // 10):
+                ep = r.distribution.sample("test", 10, gen)
+                acc.append(r.learner.query_accuracy(ep, steps, transductive)[-1])
+            acc = torch.cat(acc)
+            rows.append(
+                {
+                    "setting": f"{ways}-way {shots}-shot",
+                    "ways": ways,
+                    "transductive": transductive,
+                    "inner_state": inner_state,
+                    "accuracy": 100 * acc.mean().item(),
+                    "ci95": 196 * acc.std().item() / len(acc) ** 0.5,
+                    "test_episodes": len(acc),
+                    "paper": (REPTILE if transductive else REPTILE_NON_TRANSDUCTIVE)[key],
+                    "iterations": res["iterations"],
+                    "train_minutes": mins,
+                    "command": f"{cmd} && python scripts/bench_fewshot_families.py --only reptile "
+                    f"--reptile-ways {ways} --reptile-inner-state {inner_state}",
+                }
+            )
     return rows
 
 
@@ -418,7 +429,14 @@ def main() -> None:
         default="carried",
         choices=["fresh", "carried"],
         help="Reptile's learner.inner_state (the configs ship carried); its rows replace only "
-        "the rows of that state",
+        "the rows of that state and ways",
+    )
+    p.add_argument(
+        "--reptile-ways",
+        type=int,
+        default=5,
+        choices=[5, 20],
+        help="train omniglot_reptile_{5,20}w1s and test it 1-shot and 5-shot",
     )
     p.add_argument("--metasgd-repeats", type=int, default=2)
     p.add_argument("--quadratic-minutes", type=float, default=5.0)
@@ -449,8 +467,12 @@ def main() -> None:
         result["mann"] = mann_rows(runs, args.mann_minutes)
         save()
     if "reptile" in only:
-        state = args.reptile_inner_state
-        kept = [r for r in result.get("reptile", []) if r.get("inner_state", "fresh") != state]
+        state, ways = args.reptile_inner_state, args.reptile_ways
+        kept = [
+            r
+            for r in result.get("reptile", [])
+            if (r.get("inner_state", "fresh"), r.get("ways", 5)) != (state, ways)
+        ]
         result["reptile"] = kept + reptile_rows(
             runs,
             args.reptile_minutes,
@@ -458,6 +480,7 @@ def main() -> None:
             args.reptile_tasks,
             args.reptile_tasks_nt,
             state,
+            ways,
         )
         save()
     if "metasgd" in only:
