@@ -149,7 +149,7 @@ def reptile_rows(
             acc = []
             for _ in range(n // 10):
                 ep = r.distribution.sample("test", 10, gen)
-                acc.append(r.learner.query_accuracy(ep, steps, transductive)[-1])
+                acc.append(r.learner.query_accuracy(ep, steps, transductive, last_only=True)[-1])
             acc = torch.cat(acc)
             rows.append(
                 {

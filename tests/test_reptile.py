@@ -103,6 +103,23 @@ def test_non_transductive_answers_do_not_depend_on_the_other_queries():
     torch.testing.assert_close(pt, small_reptile(True).predict(sx, sy, qx, 3), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("transductive", [True, False])
+def test_last_only_accuracy_is_the_last_row_of_the_curve(transductive):
+    """`query_accuracy(..., last_only=True)` (the benchmark's fast path) skips the tests after
+    the intermediate inner steps and gives the curve's last row bit for bit."""
+    r = small_reptile(transductive)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        r.meta_step(pattern_tasks(3, 3, 2, 3, gen, side=16, noise=0.3))
+    test = pattern_tasks(8, 3, 2, 3, torch.Generator().manual_seed(1), side=16, noise=0.3)
+    state = r.eval_generator.get_state()
+    curve = r.query_accuracy(test, 3, transductive)
+    r.eval_generator.set_state(state)
+    last = r.query_accuracy(test, 3, transductive, last_only=True)
+    assert curve.shape == (4, 8) and last.shape == (1, 8)
+    torch.testing.assert_close(last[0], curve[-1], rtol=0, atol=0)
+
+
 def test_seeded_meta_steps_repeat_and_resume_is_exact():
     tasks = [pattern_tasks(2, 3, 2, 1, torch.Generator().manual_seed(i), side=16) for i in range(4)]
     a, b, c = small_reptile(), small_reptile(), small_reptile()

@@ -223,11 +223,15 @@ class Reptile:
         rows = [forward(self.model, p, torch.cat([support_x, q[None]]))[s] for q in query_x]
         return torch.stack(rows)
 
-    def _curve_task(self, tasks: Episode, t: int, steps: int, transductive: bool) -> Tensor:
+    def _curve_task(
+        self, tasks: Episode, t: int, steps: int, transductive: bool, last_only: bool = False
+    ) -> Tensor:
         x, y = tasks.support_x[t], tasks.support_y[t]
         per_step = self._adapt_steps(
             x, y, steps, self.cfg.eval_inner_batch, self.eval_generator, self._carry(False)
         )
+        if last_only:
+            per_step = per_step[-1:]
         with torch.no_grad():
             return torch.stack(
                 [
@@ -275,11 +279,16 @@ class Reptile:
         """Query accuracy after 0..max_budget inner steps: `[B + 1, T]`, one pass per task."""
         return self.query_accuracy(tasks, max_budget, self.cfg.transductive)
 
-    def query_accuracy(self, tasks: Episode, max_budget: int, transductive: bool) -> Tensor:
-        """The adaptation curve `[B + 1, T]` in the given evaluation mode."""
+    def query_accuracy(
+        self, tasks: Episode, max_budget: int, transductive: bool, last_only: bool = False
+    ) -> Tensor:
+        """The adaptation curve `[B + 1, T]` in the given evaluation mode; with `last_only`
+        just its last row `[1, T]` (the same numbers, without testing the queries after every
+        inner step: a non-transductive 20-way episode tests each of its 20 queries beside the
+        support at each of the 51 points of the curve)."""
         self.model.train()
         own = self._own_tasks(tasks, max_budget, self.cfg.eval_inner_batch, False)
-        cols = [self._curve_task(tasks, t, max_budget, transductive) for t in own]
+        cols = [self._curve_task(tasks, t, max_budget, transductive, last_only) for t in own]
         return torch.stack(cols, dim=1)
 
     def predict(self, support_x: Tensor, support_y: Tensor, query_x: Tensor, ways: int) -> Tensor:
