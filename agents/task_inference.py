@@ -148,7 +148,10 @@ class TaskInferenceConfig:
     normalize_values: bool = True
     """Standardise value targets (`agents.advantages.ValueNormalizer`)."""
     eval_deterministic: bool = True
-    """Evaluate with the policy's mode (the same for learner, blind and oracle)."""
+    """Evaluate with the policy's mode (the same for learner, blind and oracle). False samples
+    actions from the evaluation generator, as in training: the adaptation module learnt from
+    histories of the sampled policy, and where the mode's straight path leaves the task
+    ambiguous (2-D navigation) the samples step off it (results/ti_navigation_sweep.md)."""
     eval_trials_per_task: int = 1
     """Trials per held-out task in the adaptation curve (averaged)."""
     window: int = 20
