@@ -245,9 +245,13 @@ class TensorVectorEnv(VectorEnv, Generic[ConfigT, TaskT]):
         self._draw_index = torch.arange(64, device=self.device)  # [64]: j of the j-th number
         self._noise_blocks: dict[tuple[int, int, torch.dtype], tuple[torch.Tensor, ...]] = {}
         self._elapsed = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
+        self._act_bounds: tuple[float, float] | None = None
         if isinstance(single_action_space, spaces.Box):
             self._act_low = torch.as_tensor(single_action_space.low, device=self.device)
             self._act_high = torch.as_tensor(single_action_space.high, device=self.device)
+            low, high = np.unique(single_action_space.low), np.unique(single_action_space.high)
+            if len(low) == 1 and len(high) == 1:  # one bound for every coordinate: a scalar
+                self._act_bounds = (float(low[0]), float(high[0]))  # clamp (one fused kernel)
         self._init_state()
 
     @classmethod
@@ -410,7 +414,7 @@ class TensorVectorEnv(VectorEnv, Generic[ConfigT, TaskT]):
         actions = self._check_actions(actions)
         obs, reward, terminated = self._step(actions)
         self._counter += 1
-        self._elapsed = self._elapsed + 1
+        self._elapsed += 1
         truncated = self._elapsed >= self.config.horizon  # type: ignore[attr-defined]
         if not self.autoreset:
             return obs, reward, terminated, truncated, {}
@@ -460,10 +464,12 @@ class TensorVectorEnv(VectorEnv, Generic[ConfigT, TaskT]):
         if a.dtype.is_complex or a.dtype == torch.bool:
             raise UsageError(f"actions: expected real numbers, got dtype {a.dtype}")
         a = a.to(self._act_low.dtype)
-        if self.check_actions and bool(torch.isnan(a).any()):
+        if self.check_actions and a.numel() and bool(a.amax().isnan()):  # max propagates NaN
             raise UsageError(
                 f"actions: NaN is not allowed; valid range [{space.low.min()}, {space.high.max()}] (clipped)"
             )
+        if self._act_bounds is not None:
+            return a.clamp(*self._act_bounds)
         return torch.clamp(a, self._act_low, self._act_high)
 
     def __repr__(self) -> str:

@@ -94,7 +94,7 @@ class Navigation2DVectorEnv(TensorVectorEnv[Navigation2DConfig, Navigation2DTask
         self._goals = tasks.goals.float()[self.task_id]  # [N, 2]
 
     def _reset_envs(self, mask: torch.Tensor) -> torch.Tensor:
-        self.pos = torch.where(mask[:, None], 0.0, self.pos)
+        self.pos = self.pos.masked_fill(mask[:, None], 0.0)
         return self.pos.clone()
 
     def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -129,7 +129,7 @@ class TabularMDPVectorEnv(TensorVectorEnv[TabularMDPConfig, TabularMDPTask]):
         return self._eye.index_select(0, self.state)  # [N, S]: one-hot rows
 
     def _reset_envs(self, mask: torch.Tensor) -> torch.Tensor:
-        self.state = torch.where(mask, 0, self.state)
+        self.state = self.state.masked_fill(mask, 0)
         return self._obs()
 
     def _step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
