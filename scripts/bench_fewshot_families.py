@@ -359,7 +359,17 @@ def markdown(result: dict) -> str:
             "| setting | evaluation | accuracy % (95% CI) | test episodes | paper % | training | command |",
             "| --- | --- | --- | --- | --- | --- | --- |",
         ]
-        for r in result["reptile"]:
+        order = {"fresh": 0, "carried": 1}
+        rows = sorted(  # by ways, inner state, shots, then transductive first
+            result["reptile"],
+            key=lambda r: (
+                r.get("ways", 5),
+                order.get(r.get("inner_state", "fresh"), 2),
+                r["setting"],
+                not r["transductive"],
+            ),
+        )
+        for r in rows:
             mode = "transductive" if r["transductive"] else "non-transductive"
             mode += f", {r.get('inner_state', 'fresh')} inner state"
             lines.append(
