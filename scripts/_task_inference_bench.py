@@ -263,6 +263,12 @@ def terrain_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     return task_inference_rows("terrain", "terrain_task_inference", args, ("test", "test_beyond"))
 
 
+def terrain_physics_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Terrain widened with per-task friction, payload and motor strengths (RMA-style)."""
+    splits = ("test", "test_beyond")
+    return task_inference_rows("terrain_physics", "terrain_physics_task_inference", args, splits)
+
+
 def ant_slope_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     return task_inference_rows(
         "ant_slope", "ant_slope_task_inference", args, ("test", "test_beyond")
@@ -276,6 +282,7 @@ def navigation_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
 SECTIONS = {
     "ti_halfcheetah_slope": halfcheetah_slope_rows,
     "ti_terrain": terrain_rows,
+    "ti_terrain_physics": terrain_physics_rows,
     "ti_ant_slope": ant_slope_rows,
     "ti_navigation": navigation_rows,
 }

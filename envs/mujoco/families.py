@@ -43,6 +43,7 @@ from envs.mujoco.tasks import (
     GoalTask,
     HeadingTask,
     SlopeTask,
+    TerrainPhysicsTask,
     TerrainTask,
     VelocityTask,
 )
@@ -314,10 +315,15 @@ class SlopeDistribution(MujocoFamily[SlopeConfig, SlopeTask]):
 class TerrainConfig:
     num_hills: int = NUM_HILLS
     """Raised-cosine hills or dips per profile."""
+    physics: bool = False
+    """Also vary the robot per task (`HalfCheetahTerrainPhysics`, `TerrainPhysicsTask`):
+    ground friction, torso payload and the strength of each motor, as RMA does."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_hills, int) or not 0 <= self.num_hills <= 10:
             raise UsageError(f"num_hills must be an integer in [0, 10]; got {self.num_hills!r}")
+        if not isinstance(self.physics, bool):
+            raise UsageError(f"physics must be true or false; got {self.physics!r}")
 
 
 class TerrainDistribution(MujocoFamily[TerrainConfig, TerrainTask]):
@@ -328,11 +334,22 @@ class TerrainDistribution(MujocoFamily[TerrainConfig, TerrainTask]):
     height U[-0.2, 0.2] m, half-width U[0.5, 2] m. `test_beyond` is harsher than anything
     trained on: |ramp_grade| in [0.12, 0.2] and |hill_height| in [0.2, 0.3] (either sign).
     The first 2 m are always flat, so the robot starts on level ground.
+
+    With `physics: true` each task also draws the robot (`TerrainPhysicsTask`, after the
+    profile from the same generator, so the profiles are those of `physics: false`): friction
+    scale U[0.1, 1] (an icy 0.04 to Gymnasium's 0.4), payload U[0, 10] kg on the torso, each
+    motor's strength U[0.2, 1]. `test_beyond` is beyond all three: friction U[0.05, 0.1],
+    payload U[10, 15] kg, and one motor (of the six, uniformly) at U[0, 0.2], the others as
+    in training.
     """
 
     config_cls = TerrainConfig
     env_id = "metarl/HalfCheetahTerrain-v0"
     splits = SLOPE_SPLITS
+
+    @classmethod
+    def env_id_of(cls, config: TerrainConfig) -> str:
+        return "metarl/HalfCheetahTerrainPhysics-v0" if config.physics else cls.env_id
 
     def draw(self, split: str, num_tasks: int, generator: torch.Generator) -> TerrainTask:
         n, k, g = num_tasks, self.config.num_hills, generator
@@ -345,4 +362,15 @@ class TerrainDistribution(MujocoFamily[TerrainConfig, TerrainTask]):
         else:
             grade = _uniform(n, -0.1, 0.1, g)
             heights = _uniform(n * k, -0.2, 0.2, g).reshape(n, k)
-        return TerrainTask(start, length, grade, centers, heights, widths)
+        if not self.config.physics:
+            return TerrainTask(start, length, grade, centers, heights, widths)
+        strength = _uniform(n * 6, 0.2, 1.0, g).reshape(n, 6)
+        if split == "test_beyond":
+            friction, payload = _uniform(n, 0.05, 0.1, g), _uniform(n, 10.0, 15.0, g)
+            weak = torch.randint(0, 6, (n,), generator=g, device=g.device)
+            strength[torch.arange(n), weak] = _uniform(n, 0.0, 0.2, g)
+        else:
+            friction, payload = _uniform(n, 0.1, 1.0, g), _uniform(n, 0.0, 10.0, g)
+        return TerrainPhysicsTask(
+            start, length, grade, centers, heights, widths, friction, payload, strength
+        )

@@ -36,6 +36,7 @@ ctrl = sum(a^2); contact = sum(clip(cfrc_ext[1:], -1, 1)^2); healthy = 1 while h
 | AntSlope | v_x (along the slope) + healthy - 0.5 ctrl - 5e-4 contact | Ant-v5 terms |
 | AntUphill | sign(alpha) v_x + healthy - 0.5 ctrl - 5e-4 contact | Ant-v5 terms |
 | HalfCheetahTerrain | v_x - 0.1 ctrl | HalfCheetah-v5 terms |
+| HalfCheetahTerrainPhysics | v_x - 0.1 ctrl | HalfCheetah-v5 terms |
 
 Slope. A uniform slope of angle `alpha` (the floor rises along +x for alpha > 0) is simulated
 in the slope frame: the floor stays the plane z = 0 and gravity is rotated about the y axis,
@@ -49,7 +50,9 @@ a height field covering x in [-20, 100] m (0.2 m cells, 2 rows across y in [-1, 
 heights in [-1, 1] m); `model.hfield_data` (and the elevation scale `hfield_size[0, 2]`, lowered
 to the task's highest point to speed up collisions) is rewritten at each task reset from the profile of
 `TerrainTask`, and re-uploaded to the GPU when a renderer is open. The cheetah starts lifted
-by h(0) so that it stands on the terrain.
+by h(0) so that it stands on the terrain. HalfCheetahTerrainPhysics also writes the task's
+friction (`geom_friction`), payload (`body_mass` / `body_inertia` of the torso) and motor
+strengths (`actuator_gear`) into the model, from the compiled defaults, at each task reset.
 
 Kernels. Rewards, observations and resets are written once as functions of batched arrays
 (`[B, ...]`) used by `BatchedMujocoEnv` for all copies at once (and by the single Ant with
@@ -79,11 +82,13 @@ from gymnasium.utils import EzPickle  # noqa: E402
 from envs.checks import check_seed
 from envs.mujoco._common import check_actions, task_option  # (envs/mujoco/__init__ set MUJOCO_GL)
 from envs.mujoco.tasks import (  # noqa: E402
+    PHYSICS_DIM,
     DirectionTask,
     GoalTask,
     HeadingTask,
     MujocoTask,
     SlopeTask,
+    TerrainPhysicsTask,
     TerrainTask,
     VelocityTask,
 )
@@ -542,6 +547,52 @@ class HalfCheetahTerrainEnv(_Cheetah):
             mujoco.mjr_uploadHField(self.model, viewer.con, 0)
 
 
+@functools.cache
+def _physics_defaults() -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """The compiled terrain model's geom friction `[ngeom]`, torso mass, torso inertia `[3]`
+    and actuator gears `[6]`, which `TerrainPhysicsTask` scales."""
+    m = mujoco.MjModel.from_xml_string(terrain_xml())
+    return (
+        m.geom_friction[:, 0].copy(),
+        float(m.body_mass[1]),
+        m.body_inertia[1].copy(),
+        m.actuator_gear[:, 0].copy(),
+    )
+
+
+class HalfCheetahTerrainPhysicsEnv(HalfCheetahTerrainEnv):
+    """HalfCheetah on a terrain profile with per-task physics (task: `TerrainPhysicsTask`).
+
+    The height field of `HalfCheetahTerrainEnv`, and the robot's ground friction, torso
+    payload and per-actuator motor strength set per task (as RMA, Kumar et al. 2021, varies
+    them): a gait tuned for one cheetah slips, stalls or tips on another, and the history of
+    states and actions reveals which one it is. Reward v_x - 0.1 |a|^2. Default: flat, the
+    Gymnasium cheetah (friction 1, no payload, strengths 1).
+    """
+
+    task_cls = TerrainPhysicsTask
+    default_task = {
+        **HalfCheetahTerrainEnv.default_task,
+        "friction": 1.0,
+        "payload": 0.0,
+        "motor_strength": [1.0] * 6,
+    }
+
+    @staticmethod
+    def apply_task(model: mujoco.MjModel, params: np.ndarray) -> None:
+        HalfCheetahTerrainEnv.apply_task(model, params[:-PHYSICS_DIM])
+        friction, mass, inertia, gear = _physics_defaults()
+        scale, payload, strength = params[-PHYSICS_DIM], params[-PHYSICS_DIM + 1], params[-6:]
+        model.geom_friction[:, 0] = friction * scale
+        model.body_mass[1] = mass + payload
+        model.body_inertia[1] = inertia * ((mass + payload) / mass)
+        model.actuator_gear[:, 0] = gear * strength
+
+    @staticmethod
+    def z_offset(params: np.ndarray) -> float:
+        return HalfCheetahTerrainEnv.z_offset(params[:-PHYSICS_DIM])
+
+
 ENV_CLASSES: dict[str, type[_TaskEnv]] = {
     "metarl/HalfCheetahVel-v0": HalfCheetahVelEnv,
     "metarl/HalfCheetahDir-v0": HalfCheetahDirEnv,
@@ -552,4 +603,5 @@ ENV_CLASSES: dict[str, type[_TaskEnv]] = {
     "metarl/HalfCheetahUphill-v0": HalfCheetahUphillEnv,
     "metarl/AntUphill-v0": AntUphillEnv,
     "metarl/HalfCheetahTerrain-v0": HalfCheetahTerrainEnv,
+    "metarl/HalfCheetahTerrainPhysics-v0": HalfCheetahTerrainPhysicsEnv,
 }

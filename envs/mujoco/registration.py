@@ -22,6 +22,7 @@ ENV_IDS: dict[str, str] = {
     "metarl/HalfCheetahUphill-v0": "HalfCheetahUphillEnv",
     "metarl/AntUphill-v0": "AntUphillEnv",
     "metarl/HalfCheetahTerrain-v0": "HalfCheetahTerrainEnv",
+    "metarl/HalfCheetahTerrainPhysics-v0": "HalfCheetahTerrainPhysicsEnv",
 }
 
 

@@ -18,6 +18,7 @@ Families, their sources and ranges (the env docstrings in `locomotion.py` give r
 | AntGoal | goal (m) | uniform in a disc of radius 3 | PEARL (Rakelly et al. 2019) |
 | *Slope, *Uphill | slope angle (deg) | see `SlopeDistribution` | this library |
 | HalfCheetahTerrain | ramp + hills profile | see `TerrainDistribution` | this library |
+| HalfCheetahTerrainPhysics | profile + friction, payload, motor strengths | `TerrainDistribution(physics=True)` | RMA (Kumar et al. 2021) |
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ MAX_GOAL_RADIUS = 10.0
 NUM_HILLS = 3
 TERRAIN_MAX_GRADE = 0.3
 TERRAIN_MAX_HILL = 0.5
+PHYSICS_DIM = 8
+"""Trailing features of a `TerrainPhysicsTask`: friction, payload, motor_strength (6)."""
 
 
 class MujocoTask(TaskBatch):
@@ -220,3 +223,39 @@ class TerrainTask(MujocoTask):
             u = (x - c) / w
             h = h + np.where(np.abs(u) < 1.0, a * 0.5 * (1.0 + np.cos(np.pi * u)), 0.0)
         return np.clip(h, -1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class TerrainPhysicsTask(TerrainTask):
+    """HalfCheetahTerrainPhysics: a `TerrainTask` profile plus the robot's physics, as in RMA.
+
+    Fields beyond the profile's: `friction [T]`, the scale of every geom's sliding friction
+    (Gymnasium's is 0.4), in [0.01, 2]; `payload [T]`, kilograms added to the torso (6.25 kg of
+    the cheetah's 14 kg; its inertia scales with its mass), in [0, 20]; `motor_strength [T, 6]`,
+    the scale of each actuator's gear (bthigh, bshin, bfoot, fthigh, fshin, ffoot: 120, 90, 60,
+    120, 60, 30 N m at |action| = 1), in [0, 2]. Features: the profile's `[3 + 3K]`, then these
+    `PHYSICS_DIM = 8`. All persist for the whole trial, so the history of states and actions
+    reveals them; the profile ahead of the robot it does not.
+    """
+
+    friction: torch.Tensor
+    payload: torch.Tensor
+    motor_strength: torch.Tensor
+    family: ClassVar[str] = "HalfCheetahTerrainPhysics"
+    limits: ClassVar[dict[str, tuple[float, float]]] = {
+        **TerrainTask.limits,
+        "friction": (0.01, 2.0),
+        "payload": (0.0, 20.0),
+        "motor_strength": (0.0, 2.0),
+    }
+
+    @classmethod
+    def _field_ndim(cls, name: str) -> int:
+        return 2 if name.startswith("hill") or name == "motor_strength" else 1
+
+    def validate(self) -> None:
+        super().validate()
+        if self.motor_strength.shape[1] != 6:
+            raise UsageError(
+                f"motor_strength must have shape [T, 6]; got {list(self.motor_strength.shape)}"
+            )

@@ -21,6 +21,7 @@ from envs.mujoco.families import (  # noqa: E402
     HalfCheetahVelDistribution,
     SlopeConfig,
     SlopeDistribution,
+    TerrainConfig,
     TerrainDistribution,
 )
 from envs.mujoco.locomotion import (  # noqa: E402
@@ -257,6 +258,12 @@ def _batched_vs_singles(
         (
             "metarl/HalfCheetahTerrain-v0",
             TerrainDistribution().sample("train", 2, torch.Generator().manual_seed(0)),
+        ),
+        (
+            "metarl/HalfCheetahTerrainPhysics-v0",
+            TerrainDistribution(TerrainConfig(physics=True)).sample(
+                "test_beyond", 2, torch.Generator().manual_seed(0)
+            ),
         ),
         ("metarl/AntGoal-v0", None),
         ("metarl/HalfCheetahVel-v0", VelocityTask(torch.tensor([0.5, 1.7], dtype=torch.float64))),
