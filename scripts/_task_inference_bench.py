@@ -269,6 +269,12 @@ def terrain_physics_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     return task_inference_rows("terrain_physics", "terrain_physics_task_inference", args, splits)
 
 
+def terrain_pace_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Terrain, physics and a target pace that only the reward reveals."""
+    splits = ("test", "test_beyond")
+    return task_inference_rows("terrain_pace", "terrain_pace_task_inference", args, splits)
+
+
 def ant_slope_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     return task_inference_rows(
         "ant_slope", "ant_slope_task_inference", args, ("test", "test_beyond")
@@ -283,6 +289,7 @@ SECTIONS = {
     "ti_halfcheetah_slope": halfcheetah_slope_rows,
     "ti_terrain": terrain_rows,
     "ti_terrain_physics": terrain_physics_rows,
+    "ti_terrain_pace": terrain_pace_rows,
     "ti_ant_slope": ant_slope_rows,
     "ti_navigation": navigation_rows,
 }

@@ -43,6 +43,7 @@ from envs.mujoco.tasks import (
     GoalTask,
     HeadingTask,
     SlopeTask,
+    TerrainPaceTask,
     TerrainPhysicsTask,
     TerrainTask,
     VelocityTask,
@@ -318,12 +319,18 @@ class TerrainConfig:
     physics: bool = False
     """Also vary the robot per task (`HalfCheetahTerrainPhysics`, `TerrainPhysicsTask`):
     ground friction, torso payload and the strength of each motor, as RMA does."""
+    goal: Literal["forward", "pace"] = "forward"
+    """Reward: `forward` speed (run as fast as the robot can), or `pace`: hold a target pace
+    drawn per task and known only through the reward (`HalfCheetahTerrainPace`,
+    `TerrainPaceTask`; its robots are those of `physics`, or all the default one)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_hills, int) or not 0 <= self.num_hills <= 10:
             raise UsageError(f"num_hills must be an integer in [0, 10]; got {self.num_hills!r}")
         if not isinstance(self.physics, bool):
             raise UsageError(f"physics must be true or false; got {self.physics!r}")
+        if self.goal not in ("forward", "pace"):
+            raise UsageError(f"goal must be 'forward' or 'pace'; got {self.goal!r}")
 
 
 class TerrainDistribution(MujocoFamily[TerrainConfig, TerrainTask]):
@@ -341,6 +348,10 @@ class TerrainDistribution(MujocoFamily[TerrainConfig, TerrainTask]):
     motor's strength U[0.2, 1]. `test_beyond` is beyond all three: friction U[0.05, 0.1],
     payload U[10, 15] kg, and one motor (of the six, uniformly) at U[0, 0.2], the others as
     in training.
+
+    With `goal: pace` the task also draws a target pace U[0, 2] m/s (MAML's HalfCheetahVel
+    range), U[2, 2.5] in `test_beyond`, after the robot (drawn as above with `physics: true`;
+    with `physics: false` every robot is the default one: friction 1, no payload, strengths 1).
     """
 
     config_cls = TerrainConfig
@@ -349,6 +360,8 @@ class TerrainDistribution(MujocoFamily[TerrainConfig, TerrainTask]):
 
     @classmethod
     def env_id_of(cls, config: TerrainConfig) -> str:
+        if config.goal == "pace":
+            return "metarl/HalfCheetahTerrainPace-v0"
         return "metarl/HalfCheetahTerrainPhysics-v0" if config.physics else cls.env_id
 
     def draw(self, split: str, num_tasks: int, generator: torch.Generator) -> TerrainTask:
@@ -362,15 +375,22 @@ class TerrainDistribution(MujocoFamily[TerrainConfig, TerrainTask]):
         else:
             grade = _uniform(n, -0.1, 0.1, g)
             heights = _uniform(n * k, -0.2, 0.2, g).reshape(n, k)
-        if not self.config.physics:
-            return TerrainTask(start, length, grade, centers, heights, widths)
-        strength = _uniform(n * 6, 0.2, 1.0, g).reshape(n, 6)
-        if split == "test_beyond":
-            friction, payload = _uniform(n, 0.05, 0.1, g), _uniform(n, 10.0, 15.0, g)
-            weak = torch.randint(0, 6, (n,), generator=g, device=g.device)
-            strength[torch.arange(n), weak] = _uniform(n, 0.0, 0.2, g)
+        profile = (start, length, grade, centers, heights, widths)
+        cfg = self.config
+        if not cfg.physics and cfg.goal == "forward":
+            return TerrainTask(*profile)
+        if cfg.physics:
+            strength = _uniform(n * 6, 0.2, 1.0, g).reshape(n, 6)
+            if split == "test_beyond":
+                friction, payload = _uniform(n, 0.05, 0.1, g), _uniform(n, 10.0, 15.0, g)
+                weak = torch.randint(0, 6, (n,), generator=g, device=g.device)
+                strength[torch.arange(n), weak] = _uniform(n, 0.0, 0.2, g)
+            else:
+                friction, payload = _uniform(n, 0.1, 1.0, g), _uniform(n, 0.0, 10.0, g)
         else:
-            friction, payload = _uniform(n, 0.1, 1.0, g), _uniform(n, 0.0, 10.0, g)
-        return TerrainPhysicsTask(
-            start, length, grade, centers, heights, widths, friction, payload, strength
-        )
+            ones = torch.ones(n, dtype=torch.float64, device=g.device)
+            friction, payload, strength = ones, 0 * ones, ones[:, None].repeat(1, 6)
+        if cfg.goal == "forward":
+            return TerrainPhysicsTask(*profile, friction, payload, strength)
+        pace = _uniform(n, 2.0, 2.5, g) if split == "test_beyond" else _uniform(n, 0.0, 2.0, g)
+        return TerrainPaceTask(*profile, friction, payload, strength, pace)

@@ -37,6 +37,7 @@ ctrl = sum(a^2); contact = sum(clip(cfrc_ext[1:], -1, 1)^2); healthy = 1 while h
 | AntUphill | sign(alpha) v_x + healthy - 0.5 ctrl - 5e-4 contact | Ant-v5 terms |
 | HalfCheetahTerrain | v_x - 0.1 ctrl | HalfCheetah-v5 terms |
 | HalfCheetahTerrainPhysics | v_x - 0.1 ctrl | HalfCheetah-v5 terms |
+| HalfCheetahTerrainPace | -abs(v_x - v_target) - 0.05 ctrl | MAML's HalfCheetahVel |
 
 Slope. A uniform slope of angle `alpha` (the floor rises along +x for alpha > 0) is simulated
 in the slope frame: the floor stays the plane z = 0 and gravity is rotated about the y axis,
@@ -88,6 +89,7 @@ from envs.mujoco.tasks import (  # noqa: E402
     HeadingTask,
     MujocoTask,
     SlopeTask,
+    TerrainPaceTask,
     TerrainPhysicsTask,
     TerrainTask,
     VelocityTask,
@@ -509,7 +511,7 @@ class HalfCheetahTerrainEnv(_Cheetah):
     (HalfCheetah-v5 weights). Horizon 200. Obs `[17]`; rootz (obs[0]) is the absolute height.
     """
 
-    task_cls = TerrainTask
+    task_cls: ClassVar[type[MujocoTask]] = TerrainTask
     default_task = {
         "ramp_start": 0.0,
         "ramp_length": 0.0,
@@ -570,7 +572,7 @@ class HalfCheetahTerrainPhysicsEnv(HalfCheetahTerrainEnv):
     Gymnasium cheetah (friction 1, no payload, strengths 1).
     """
 
-    task_cls = TerrainPhysicsTask
+    task_cls: ClassVar[type[MujocoTask]] = TerrainPhysicsTask
     default_task = {
         **HalfCheetahTerrainEnv.default_task,
         "friction": 1.0,
@@ -593,6 +595,37 @@ class HalfCheetahTerrainPhysicsEnv(HalfCheetahTerrainEnv):
         return HalfCheetahTerrainEnv.z_offset(params[:-PHYSICS_DIM])
 
 
+class HalfCheetahTerrainPaceEnv(HalfCheetahTerrainPhysicsEnv):
+    """HalfCheetahTerrainPhysics whose reward asks for a target pace (task: `TerrainPaceTask`).
+
+    Reward -|v_x - v_target| - 0.05 |a|^2 (MAML's HalfCheetahVel terms) over the terrain and
+    physics of `HalfCheetahTerrainPhysicsEnv`. Running flat out, which serves every robot of
+    the forward-reward families about equally, is wrong here: the pace is known only through
+    the reward, and holding it takes a different effort on every robot (weak motors, a
+    payload, ice), so the history of rewards, states and actions is what tells the agent how
+    to act. Default: the physics env's default robot asked for 1 m/s.
+    """
+
+    task_cls: ClassVar[type[MujocoTask]] = TerrainPaceTask
+    default_task = {**HalfCheetahTerrainPhysicsEnv.default_task, "velocity": 1.0}
+    ctrl_weight = 0.05
+
+    @staticmethod
+    def apply_task(model: mujoco.MjModel, params: np.ndarray) -> None:
+        HalfCheetahTerrainPhysicsEnv.apply_task(model, params[:-1])
+
+    @staticmethod
+    def z_offset(params: np.ndarray) -> float:
+        return HalfCheetahTerrainPhysicsEnv.z_offset(params[:-1])
+
+    @staticmethod
+    def forward(v: np.ndarray, params: np.ndarray) -> np.ndarray:
+        return -np.abs(v - params[:, -1])
+
+    def forward1(self, v: float) -> float:
+        return -abs(v - self._p[-1])
+
+
 ENV_CLASSES: dict[str, type[_TaskEnv]] = {
     "metarl/HalfCheetahVel-v0": HalfCheetahVelEnv,
     "metarl/HalfCheetahDir-v0": HalfCheetahDirEnv,
@@ -604,4 +637,5 @@ ENV_CLASSES: dict[str, type[_TaskEnv]] = {
     "metarl/AntUphill-v0": AntUphillEnv,
     "metarl/HalfCheetahTerrain-v0": HalfCheetahTerrainEnv,
     "metarl/HalfCheetahTerrainPhysics-v0": HalfCheetahTerrainPhysicsEnv,
+    "metarl/HalfCheetahTerrainPace-v0": HalfCheetahTerrainPaceEnv,
 }

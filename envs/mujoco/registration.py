@@ -23,6 +23,7 @@ ENV_IDS: dict[str, str] = {
     "metarl/AntUphill-v0": "AntUphillEnv",
     "metarl/HalfCheetahTerrain-v0": "HalfCheetahTerrainEnv",
     "metarl/HalfCheetahTerrainPhysics-v0": "HalfCheetahTerrainPhysicsEnv",
+    "metarl/HalfCheetahTerrainPace-v0": "HalfCheetahTerrainPaceEnv",
 }
 
 

@@ -19,6 +19,7 @@ Families, their sources and ranges (the env docstrings in `locomotion.py` give r
 | *Slope, *Uphill | slope angle (deg) | see `SlopeDistribution` | this library |
 | HalfCheetahTerrain | ramp + hills profile | see `TerrainDistribution` | this library |
 | HalfCheetahTerrainPhysics | profile + friction, payload, motor strengths | `TerrainDistribution(physics=True)` | RMA (Kumar et al. 2021) |
+| HalfCheetahTerrainPace | the above + target pace (m/s) | `TerrainDistribution(goal="pace")` | this library; pace as MAML's HalfCheetahVel |
 """
 
 from __future__ import annotations
@@ -259,3 +260,17 @@ class TerrainPhysicsTask(TerrainTask):
             raise UsageError(
                 f"motor_strength must have shape [T, 6]; got {list(self.motor_strength.shape)}"
             )
+
+
+@dataclass(frozen=True)
+class TerrainPaceTask(TerrainPhysicsTask):
+    """HalfCheetahTerrainPace: a `TerrainPhysicsTask` plus `velocity [T]`, the target pace in
+    m/s (valid |v| <= 5) the reward asks the cheetah to hold over the profile. Features: the
+    physics task's, then the pace (last)."""
+
+    velocity: torch.Tensor
+    family: ClassVar[str] = "HalfCheetahTerrainPace"
+    limits: ClassVar[dict[str, tuple[float, float]]] = {
+        **TerrainPhysicsTask.limits,
+        "velocity": (-MAX_VELOCITY, MAX_VELOCITY),
+    }

@@ -265,6 +265,12 @@ def _batched_vs_singles(
                 "test_beyond", 2, torch.Generator().manual_seed(0)
             ),
         ),
+        (
+            "metarl/HalfCheetahTerrainPace-v0",
+            TerrainDistribution(TerrainConfig(physics=True, goal="pace")).sample(
+                "train", 2, torch.Generator().manual_seed(0)
+            ),
+        ),
         ("metarl/AntGoal-v0", None),
         ("metarl/HalfCheetahVel-v0", VelocityTask(torch.tensor([0.5, 1.7], dtype=torch.float64))),
         ("metarl/HalfCheetahDir-v0", DirectionTask(torch.tensor([1.0, -1.0], dtype=torch.float64))),

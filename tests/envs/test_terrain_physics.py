@@ -1,6 +1,7 @@
-"""HalfCheetahTerrainPhysics: the task's friction, payload and motor strengths reach the
+"""HalfCheetahTerrainPhysics / Pace: the task's friction, payload and motor strengths reach the
 physics (and only from the compiled defaults, never compounding), they change what the same
-actions do, the family's draws keep the plain terrain's profiles, and bad tasks fail in one line."""
+actions do, the pace reward is -|v - pace| - 0.05 |a|^2, the family's draws keep the plain
+terrain's profiles, and bad tasks fail in one line."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import torch
 pytest.importorskip("mujoco")
 
 from envs.mujoco.families import TerrainConfig, TerrainDistribution  # noqa: E402
-from envs.mujoco.locomotion import HalfCheetahTerrainPhysicsEnv  # noqa: E402
-from envs.mujoco.tasks import PHYSICS_DIM, TerrainPhysicsTask  # noqa: E402
+from envs.mujoco.locomotion import (  # noqa: E402
+    HalfCheetahTerrainPhysicsEnv,
+)
+from envs.mujoco.tasks import PHYSICS_DIM, TerrainPaceTask, TerrainPhysicsTask  # noqa: E402
 from metarl.errors import UsageError  # noqa: E402
 
 GEARS = np.array([120.0, 90.0, 60.0, 120.0, 60.0, 30.0])  # Gymnasium's half_cheetah.xml
@@ -80,6 +83,35 @@ def test_family_keeps_the_terrain_profiles_and_its_held_out_bands() -> None:
     assert train.motor_strength.min() >= 0.2 and train.motor_strength.max() <= 1.0
 
 
+def test_pace_reward_is_the_distance_to_the_pace_less_the_control_cost() -> None:
+    dist = TerrainDistribution(TerrainConfig(physics=True, goal="pace"))
+    assert dist.env_id == "metarl/HalfCheetahTerrainPace-v0"
+    tasks = dist.sample("train", 3, torch.Generator().manual_seed(1))
+    assert ((tasks.velocity >= 0) & (tasks.velocity <= 2)).all()
+    feats = tasks.features(torch.float64)
+    assert feats.shape == (3, 12 + PHYSICS_DIM + 1)
+    torch.testing.assert_close(feats[:, -1], tasks.velocity)
+    env = dist.make_env(3)
+    env.reset(seed=0, options={"tasks": tasks})
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        a = rng.uniform(-1, 1, (3, 6)).astype(np.float32)
+        _, reward, *_, info = env.step(a)
+        v = info["x_velocity"]
+        want = -np.abs(v - tasks.velocity.numpy()) - 0.05 * np.sum(np.square(a), axis=1)
+        np.testing.assert_allclose(reward, want, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        env.models[2].actuator_gear[:, 0], GEARS * tasks.motor_strength[2].numpy()
+    )
+    # The same robots with a fixed default robot: physics false keeps friction, payload, gear.
+    plain = TerrainDistribution(TerrainConfig(goal="pace")).sample(
+        "test_beyond", 8, torch.Generator()
+    )
+    assert (plain.friction == 1).all() and (plain.payload == 0).all()
+    assert (plain.motor_strength == 1).all()
+    assert ((plain.velocity >= 2) & (plain.velocity <= 2.5)).all()
+
+
 def test_bad_physics_tasks_fail_in_one_line() -> None:
     with pytest.raises(UsageError, match="motor_strength must have shape \\[T, 6\\]"):
         TerrainPhysicsTask.coerce(_task(motor_strength=[1.0] * 5))
@@ -87,5 +119,9 @@ def test_bad_physics_tasks_fail_in_one_line() -> None:
         TerrainPhysicsTask.coerce(_task(friction=0.0))
     with pytest.raises(UsageError, match="payload must be in \\[0, 20\\]"):
         TerrainPhysicsTask.coerce(_task(payload=-1.0))
+    with pytest.raises(UsageError, match="velocity must be in \\[-5, 5\\]"):
+        TerrainPaceTask.coerce({**_task(), "velocity": 7.0})
+    with pytest.raises(UsageError, match="goal must be 'forward' or 'pace'"):
+        TerrainConfig(goal="uphill")  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="physics must be true or false"):
         TerrainConfig(physics="yes")  # type: ignore[arg-type]
