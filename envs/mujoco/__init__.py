@@ -1,4 +1,5 @@
-"""MuJoCo locomotion task distributions: velocity, direction, goal, slope and terrain.
+"""MuJoCo locomotion task distributions: velocity, direction, goal, slope and terrain (with
+per-task physics and pace).
 
 - `tasks`: the task batches (`VelocityTask`, ..., `TerrainTask`: `metarl.tasks.TaskBatch`es).
 - `families`: one `MujocoFamily` base; each family is its frozen config (`SlopeConfig`, ...),
@@ -37,6 +38,8 @@ from envs.mujoco.tasks import (
     GoalTask,
     HeadingTask,
     SlopeTask,
+    TerrainPaceTask,
+    TerrainPhysicsTask,
     TerrainTask,
     VelocityTask,
 )
@@ -61,6 +64,8 @@ __all__ = [
     "SlopeTask",
     "TerrainConfig",
     "TerrainDistribution",
+    "TerrainPaceTask",
+    "TerrainPhysicsTask",
     "TerrainTask",
     "VelocityTask",
     "register_mujoco_envs",
