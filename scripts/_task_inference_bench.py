@@ -242,10 +242,12 @@ def task_inference_rows(
                 row["gap_closure"] = sum(closures) / len(closures)
                 row["gap_closure_ci95"] = _ci(closures)
                 row["gap_closure_per_seed"] = closures
-                row["share_of_oracle"] = sum(ratio) / len(ratio)
-                row["method"] = (
-                    f"{method}; gap closure {row['gap_closure']:.2f}"
-                    f" (CI {row['gap_closure_ci95']:.2f}), {row['share_of_oracle']:.0%} of oracle"
+                # learner / oracle reads backwards for costs (negative returns): left out there
+                positive = all(o["episode1"] > 0 for o in oracle)
+                row["share_of_oracle"] = sum(ratio) / len(ratio) if positive else float("nan")
+                row["method"] = f"{method}; gap closure {row['gap_closure']:.2f}" + (
+                    f" (CI {row['gap_closure_ci95']:.2f})"
+                    + (f", {row['share_of_oracle']:.0%} of oracle" if positive else "")
                 )
             rows.append(row)
     return rows

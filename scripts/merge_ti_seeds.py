@@ -3,6 +3,11 @@
 per-seed gap closure, share of the oracle and their mean over seeds, and the untrained random
 row where the JSONs hold one ("-" where not).
 
+The oracle's margin over the blind policy is also given relative to |oracle|; a closure whose
+margin is under 15% is marked (the issue's rule: such a family has little to show). The share
+of the oracle (learner / oracle) is given only where the oracle's return is positive: for
+negative returns (costs) the ratio reads backwards.
+
     python scripts/merge_ti_seeds.py results/ti_s0.json results/ti_s1.json ... --out results/X.md
 """
 
@@ -16,6 +21,8 @@ from pathlib import Path
 
 METHODS = ("task inference", "blind", "oracle")
 RANDOM = "random"
+SMALL_GAP = 0.15
+"""An oracle margin over the blind policy below this share of |oracle| is marked."""
 
 
 def _method(row: dict) -> str:
@@ -51,11 +58,17 @@ def merge(paths: list[Path]) -> str:
             ti, b, o = (methods[m][s]["mean"] for m in METHODS)
             closure = (ti - b) / (o - b) if o > b else float("nan")
             closures.append(closure)
-            shares.append(ti / o)
+            margin = (o - b) / abs(o) if o != 0 else float("nan")
             c = "undefined (blind >= oracle)" if math.isnan(closure) else f"{closure:.2f}"
+            if not math.isnan(closure) and margin < SMALL_GAP:
+                c += f" (gap under {SMALL_GAP:.0%})"
+            share = "-"
+            if o > 0:
+                shares.append(ti / o)
+                share = f"{ti / o:.0%}"
             lines.append(
-                f"| {s} | {ti:.1f} | {b:.1f} | {o:.1f} | {o - b:+.1f} ({(o - b) / o:+.0%}) "
-                f"| {c} | {ti / o:.0%} | {_fmt(randoms.get(s))} |"
+                f"| {s} | {ti:.1f} | {b:.1f} | {o:.1f} | {o - b:+.1f} ({margin:+.0%}) "
+                f"| {c} | {share} | {_fmt(randoms.get(s))} |"
             )
         mean = {m: statistics.mean(methods[m][s]["mean"] for s in seeds) for m in METHODS}
         defined = [c for c in closures if not math.isnan(c)]
@@ -64,7 +77,7 @@ def merge(paths: list[Path]) -> str:
             f"| {mean['oracle']:.1f} | {mean['oracle'] - mean['blind']:+.1f} "
             f"| {len(defined)} of {len(seeds)} seeds defined"
             + (f" (mean {statistics.mean(defined):.2f})" if defined else "")
-            + f" | {statistics.mean(shares):.0%} (min {min(shares):.0%}) "
+            + (f" | {statistics.mean(shares):.0%} (min {min(shares):.0%}) " if shares else " | - ")
             + (
                 f"| {statistics.mean(randoms[s]['mean'] for s in seeds):.1f} |"
                 if all(s in randoms for s in seeds)

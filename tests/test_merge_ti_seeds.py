@@ -46,3 +46,13 @@ def test_the_random_row_has_its_column_and_mean(tmp_path):
     md = _merge()(paths)
     assert "| 0 | 80.0 | 40.0 | 90.0 | +50.0 (+56%) | 0.80 | 89% | -10.0 |" in md
     assert "2 of 2 seeds defined (mean 0.73) | 87% (min 86%) | -15.0 |" in md
+
+
+def test_negative_returns_keep_the_margin_sign_and_drop_the_share(tmp_path):
+    # Costs (navigation, pace): the oracle's margin is relative to |oracle|, the ratio
+    # learner / oracle would read backwards and is left out, and a small margin is marked.
+    paths = [_seed(tmp_path, 0, -130.0, -173.3, -126.7), _seed(tmp_path, 1, -100.0, -104.0, -96.0)]
+    md = _merge()(paths)
+    assert "| 0 | -130.0 | -173.3 | -126.7 | +46.6 (+37%) | 0.93 | - | - |" in md
+    assert "| 1 | -100.0 | -104.0 | -96.0 | +8.0 (+8%) | 0.50 (gap under 15%) | - | - |" in md
+    assert "2 of 2 seeds defined (mean 0.71) | - | - |" in md
