@@ -119,6 +119,11 @@ class TaskInferenceConfig:
     """Adam step size of the adaptation module (phase 2)."""
     adapter_epochs: int = 4
     """Passes over each phase-2 batch."""
+    adapter_minibatch: Literal["steps", "trials"] = "steps"
+    """What a phase-2 minibatch (`minibatches` per pass) is made of. `steps`: a random set of
+    the batch's valid steps (the `gru` then runs over every trial for each minibatch: about
+    `minibatches` times the compute of one pass). `trials`: a random set of whole trials, the
+    GRU running over only those (`gru` only: a `conv` window is one step's input already)."""
     finetune_policy: bool = False
     """Phase 2 also trains policy and value by PPO on the adaptation module's z (the z the
     actor acted on), so the policy learns to act on what it can infer, exploring where the
@@ -616,31 +621,41 @@ class TaskInference:
         b, length = mask.shape
         target = target.repeat_interleave(b // tasks.num_tasks, 0)[:, None].expand(b, length, -1)
         y = target.reshape(b * length, -1)[mask.reshape(-1) > 0]
-        steps = self._step_rows(traj, rows)
+        by_trials = c.adapter_minibatch == "trials"
+        if by_trials:  # whole trials, weighted by their valid steps; the GRU sees only them
+            units = rows.scale(b // tasks.num_tasks)
+            counts = gather_counts(mask.sum(1), units).to(torch.float64)
+            target = target.reshape(b, length, -1)
+        else:
+            units, counts = self._step_rows(traj, rows), None
         losses = []
         for _ in range(c.adapter_epochs):
             perm = torch.randperm(
-                steps.total, generator=self.train_generator, device=self.train_generator.device
+                units.total, generator=self.train_generator, device=self.train_generator.device
             )
             for idx, share in minibatches(
-                perm, min(c.minibatches, steps.total), steps, self.device
+                perm, min(c.minibatches, units.total), units, self.device, counts
             ):
                 self.adapter_optimizer.zero_grad(set_to_none=True)
                 loss = torch.zeros((), device=self.device)
                 if len(idx):
-                    out = self._infer(x, mask, idx)
-                    if a.belief == "point":
-                        loss = (a.z_of(out) - y[idx]).pow(2).sum(-1).mean()
+                    if by_trials:
+                        valid = mask[idx] > 0
+                        out, want = a.adapter.sequence(x[idx])[valid], target[idx][valid]
                     else:
-                        loss = belief_nll(out, y[idx]).mean()
+                        out, want = self._infer(x, mask, idx), y[idx]
+                    if a.belief == "point":
+                        loss = (a.z_of(out) - want).pow(2).sum(-1).mean()
+                    else:
+                        loss = belief_nll(out, want).mean()
                     loss = loss * share if share != 1.0 else loss
                     loss.backward()
-                if steps.sharded:
+                if units.sharded:
                     sync_grads_(a.adapter.parameters(), 1.0)
                 self.adapter_optimizer.step()
                 losses.append(float(loss.detach()))
-        if steps.sharded:  # each was this rank's share of a minibatch's loss
-            losses = sum_(torch.tensor(losses, dtype=torch.float64), steps).tolist()
+        if units.sharded:  # each was this rank's share of a minibatch's loss
+            losses = sum_(torch.tensor(losses, dtype=torch.float64), units).tolist()
         name = "z_mse" if a.belief == "point" else "belief_nll"  # of the first / last minibatch
         return {"loss": sum(losses) / len(losses), f"{name}_first": losses[0], name: losses[-1]}
 
@@ -771,6 +786,11 @@ def check_config(cfg: TaskInferenceConfig, horizon: int) -> None:
         raise UsageError(
             f"learner.history_length must lie in [1, {horizon}] (the episode horizon), "
             f"got {cfg.history_length}"
+        )
+    if cfg.adapter_minibatch == "trials" and cfg.adapter != "gru":
+        raise UsageError(
+            "learner.adapter_minibatch=trials needs learner.adapter=gru (a conv window is one "
+            "step's input: its minibatches of steps cost no more)"
         )
     if cfg.belief == "sample" and cfg.finetune_policy:
         raise UsageError(

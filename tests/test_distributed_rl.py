@@ -79,7 +79,7 @@ def _maml_cheetah():
     return dist, build_maml_rl(cfg, dist, torch.device("cpu"), 0)
 
 
-def _task_inference(adapter: str = "conv", belief: str = "point"):
+def _task_inference(adapter: str = "conv", belief: str = "point", minibatch: str = "steps"):
     from agents.task_inference import TaskInferenceConfig, build_task_inference
     from envs.tensor import Navigation2DDistribution
 
@@ -87,7 +87,7 @@ def _task_inference(adapter: str = "conv", belief: str = "point"):
     cfg = TaskInferenceConfig(
         hidden_sizes=[16], z_dim=2, history_length=4, adapter_channels=4, phase2_start=2,
         ppo_epochs=2, minibatches=3, adapter_epochs=2, envs_per_task=2, window=4,
-        adapter=adapter, belief=belief,
+        adapter=adapter, belief=belief, adapter_minibatch=minibatch,
     )  # fmt: skip
     return dist, build_task_inference(cfg, dist, torch.device("cpu"), 0)
 
@@ -102,6 +102,7 @@ CASES = {
     "maml_trpo_cheetah": _maml_cheetah,
     "task_inference_navigation": _task_inference,
     "task_inference_navigation_gru_sample": lambda: _task_inference("gru", "sample"),
+    "task_inference_navigation_gru_trials": lambda: _task_inference("gru", "point", "trials"),
 }
 
 

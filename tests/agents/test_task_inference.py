@@ -11,6 +11,7 @@ import pytest
 import torch
 from gymnasium import spaces
 
+from agents.sharding import task_rows
 from agents.task_inference import (
     HistoryActor,
     TaskInferenceConfig,
@@ -82,9 +83,11 @@ def test_evaluation_never_sees_the_task_parameters():
         oracle.adaptation_curve(poisoned, 0)
 
 
-@pytest.mark.parametrize("adapter", ["conv", "gru"])
-def test_phase2_infers_the_task_from_one_step_and_reaches_the_oracle(adapter):
-    learner = _learner(phase2_start=25, adapter=adapter)
+@pytest.mark.parametrize(
+    ("adapter", "minibatch"), [("conv", "steps"), ("gru", "steps"), ("gru", "trials")]
+)
+def test_phase2_infers_the_task_from_one_step_and_reaches_the_oracle(adapter, minibatch):
+    learner = _learner(phase2_start=25, adapter=adapter, adapter_minibatch=minibatch)
     metrics = _train(learner, 45)
     assert [m["phase"] for m in metrics] == [1.0] * 25 + [2.0] * 20
     test = COIN.sample("test", 200, torch.Generator().manual_seed(3))
@@ -133,6 +136,30 @@ def test_the_adaptation_module_sees_in_training_what_the_actor_saw(adapter):
         inferred = learner.agent.z_of(learner._infer(x, mask2))
         assert torch.allclose(inferred, z[mask.reshape(-1) > 0], atol=1e-6)
     assert isinstance(learner.actor(tasks, 2, True, None), HistoryActor)
+
+
+def test_a_minibatch_of_all_trials_is_the_minibatch_of_all_steps():
+    """With one minibatch per pass both phase-2 modes regress on the mean over every valid
+    step of the batch (trials weighted by their valid steps): one update, the same weights;
+    with several, trial minibatches are a different partition (and cheaper for the GRU)."""
+    dist = CoinVectorEnv.distribution(horizon=6)
+    tasks = dist.sample("train", 5, torch.Generator().manual_seed(0))
+    after = {}
+    for minibatch in ("steps", "trials"):
+        learner = _learner(
+            dist, phase2_start=0, adapter="gru", adapter_minibatch=minibatch, minibatches=1,
+            episodes_per_trial=2, envs_per_task=2,
+        )  # fmt: skip
+        traj = learner.play(tasks, 2, 2, torch.Generator().manual_seed(1), history=True)
+        x, mask = learner._valid_windows(traj)
+        out = learner._regress(tasks, traj, task_rows(tasks.num_tasks), x, mask)
+        after[minibatch] = (out, learner.agent.adapter.state_dict())
+    (steps, w_steps), (trials, w_trials) = after["steps"], after["trials"]
+    assert steps["z_mse_first"] == pytest.approx(trials["z_mse_first"], rel=1e-5)
+    for k in w_steps:
+        assert torch.allclose(w_steps[k], w_trials[k], atol=1e-6), k
+    with pytest.raises(UsageError, match="adapter_minibatch=trials needs learner.adapter=gru"):
+        _learner(adapter="conv", adapter_minibatch="trials")
 
 
 def test_the_gru_module_remembers_what_left_the_window():
