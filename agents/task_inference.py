@@ -152,6 +152,14 @@ class TaskInferenceConfig:
     """Standardise observations with running statistics (phase 1; frozen in phase 2)."""
     normalize_values: bool = True
     """Standardise value targets (`agents.advantages.ValueNormalizer`)."""
+    privileged_value: bool = False
+    """The value function also sees the standardised task parameters (an asymmetric actor-
+    critic: training only, since the value is not used to act). Where returns differ a lot
+    between tasks (a pace to hold: standing still costs the pace every step) a value that
+    cannot tell the tasks apart gives every action of a demanding task a negative advantage,
+    which teaches standing still; this removes that bias for every mode, blind included (its
+    *policy* still never sees the task). Phase 2 does not use the value (it needs
+    `finetune_policy: false`), and evaluation never reads the task."""
     eval_deterministic: bool = True
     """Evaluate with the policy's mode (the same for learner, blind and oracle). False samples
     actions from the evaluation generator, as in training: the adaptation module learnt from
@@ -296,7 +304,9 @@ class Agent(nn.Module):
         head = check_head(cfg.head, act_space)
         kwargs = {"init_std": cfg.init_std} if head == "gaussian" else {}
         self.policy = make_mlp_policy(wide, act_space, head, cfg.hidden_sizes, **kwargs)
-        self.value = ValueMLP(obs_dim + z_dim, cfg.hidden_sizes)
+        self.privileged = cfg.privileged_value and task_dim > 0
+        extra = task_dim if self.privileged else 0
+        self.value = ValueMLP(obs_dim + z_dim + extra, cfg.hidden_sizes)
         self.obs_norm = RunningNorm(obs_dim)
         self.task_norm = RunningNorm(max(task_dim, 1))
         self.encoder = mlp([max(task_dim, 1), *cfg.encoder_hidden_sizes, max(z_dim, 1)])
@@ -333,13 +343,22 @@ class Agent(nn.Module):
         extra = [prev_reward.clamp(-10.0, 10.0), prev_done, torch.ones_like(prev_reward)]
         return torch.cat([self.obs_norm(obs), a, torch.stack(extra, -1)], -1)
 
-    def dist_value(self, obs: Tensor, z: Tensor | None) -> tuple[Any, Tensor]:
+    def dist_value(
+        self, obs: Tensor, z: Tensor | None, task: Tensor | None = None
+    ) -> tuple[Any, Tensor]:
+        """The action distribution and value at `obs [N, O]` given z `[N, z_dim]` (None:
+        blind) and, for a `privileged_value`, the raw task parameters `[N, P]` (None: the
+        value is not wanted, zeros are returned for it)."""
         x = (
             self.obs_norm(obs)
             if z is None or self.z_dim == 0
             else torch.cat([self.obs_norm(obs), z], -1)
         )
-        return self.policy(x), self.value(x)
+        if not self.privileged:
+            return self.policy(x), self.value(x)
+        if task is None:
+            return self.policy(x), x.new_zeros(x.shape[:-1])
+        return self.policy(x), self.value(torch.cat([x, self.task_norm(task)], -1))
 
 
 def belief_params(out: Tensor) -> tuple[Tensor, Tensor]:
@@ -399,20 +418,27 @@ class HistoryActor:
 
 class TaskActor:
     """Phase 1 and the oracle (z from the task rows `[N, z_dim]`), or blind (`z = None`);
-    `rows` as for `HistoryActor`."""
+    `rows` as for `HistoryActor`; `task`: the rows' task parameters `[N, P]` for a
+    `privileged_value` (training only: the value is not used to act)."""
 
     def __init__(
-        self, agent: Agent, z: Tensor | None, generator, deterministic: bool, rows=None
+        self,
+        agent: Agent,
+        z: Tensor | None,
+        generator,
+        deterministic: bool,
+        rows=None,
+        task: Tensor | None = None,
     ) -> None:
         self.agent, self.z, self.generator, self.deterministic = agent, z, generator, deterministic
-        self.rows = rows
+        self.rows, self.task = rows, task
 
     def initial_state(self, num_envs: int) -> None:
         return None
 
     @torch.no_grad()
     def __call__(self, obs, prev_action, prev_reward, prev_done, state) -> ActorOutput:
-        dist, value = self.agent.dist_value(obs, self.z)
+        dist, value = self.agent.dist_value(obs, self.z, self.task)
         action = sample_action(dist, self.generator, self.deterministic, self.rows)
         return ActorOutput(action, dist.log_prob(action), value, None)
 
@@ -492,24 +518,30 @@ class TaskInference:
         gen,
         deterministic=False,
         rows: Rows | None = None,
+        training: bool = False,
     ):
         """History-driven (`history=True`: phase 2, the learner at evaluation) or task actor;
-        `rows`: the tasks' rows of a sharded batch."""
+        `rows`: the tasks' rows of a sharded batch; `training`: a training rollout (a
+        `privileged_value` reads the task parameters then, never at evaluation)."""
         copy_rows = None if rows is None else rows.scale(copies)
         if history:
             return HistoryActor(self.agent, gen, deterministic, copy_rows)
         z = self._z(tasks)
         z_rows = None if z is None else z.detach().repeat_interleave(copies, 0)
-        return TaskActor(self.agent, z_rows, gen, deterministic, copy_rows)
+        task = None
+        if self.agent.privileged and training:
+            task = task_features(tasks).to(self.device).repeat_interleave(copies, 0)
+        return TaskActor(self.agent, z_rows, gen, deterministic, copy_rows, task)
 
     def play(
-        self, tasks, episodes, copies, gen, history, deterministic=False, rows=None
+        self, tasks, episodes, copies, gen, history, deterministic=False, rows=None, training=False
     ) -> Trajectories:
         """A trial of `episodes` episodes on `copies` copies per task; `rows`: the tasks'
-        rows of a sharded batch (`agents.sharding`; a collective then)."""
+        rows of a sharded batch (`agents.sharding`; a collective then); `training` as for
+        `actor`."""
         env = self._env(tasks.num_tasks, copies)
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen, device=gen.device))
-        actor = self.actor(tasks, copies, history, gen, deterministic, rows)
+        actor = self.actor(tasks, copies, history, gen, deterministic, rows, training)
         return rollout(env, tasks, actor, episodes, seed, rows=rows)
 
     # -- phase 1: PPO on the task-conditioned policy ----------------------------------------
@@ -562,7 +594,7 @@ class TaskInference:
                         z = inferred[idx]
                     elif a.z_dim > 0:
                         z = a.embed(feats)[task_of[idx]]
-                    dist, v = a.dist_value(obs[idx], z)
+                    dist, v = a.dist_value(obs[idx], z, feats[task_of[idx]])
                     terms = ppo_loss(
                         dist.log_prob(act[idx]), old[idx], adv[idx], c.clip_eps,
                         values=v, returns=returns[idx], entropy=dist.entropy(),
@@ -675,7 +707,9 @@ class TaskInference:
         phase = self.phase
         rows = task_rows(tasks.num_tasks)  # this rank's rows of the meta-batch
         gen = self.train_generator
-        traj = self.play(tasks, c.episodes_per_trial, c.envs_per_task, gen, phase == 2, rows=rows)
+        traj = self.play(
+            tasks, c.episodes_per_trial, c.envs_per_task, gen, phase == 2, rows=rows, training=True
+        )
         if phase == 1:
             metrics = self._ppo(tasks, traj, rows)
         else:
@@ -791,6 +825,11 @@ def check_config(cfg: TaskInferenceConfig, horizon: int) -> None:
         raise UsageError(
             "learner.adapter_minibatch=trials needs learner.adapter=gru (a conv window is one "
             "step's input: its minibatches of steps cost no more)"
+        )
+    if cfg.privileged_value and cfg.finetune_policy:
+        raise UsageError(
+            "learner.privileged_value needs learner.finetune_policy=false (phase 2's history "
+            "actor never reads the task, so its rollouts carry no value to fine-tune with)"
         )
     if cfg.belief == "sample" and cfg.finetune_policy:
         raise UsageError(

@@ -162,6 +162,33 @@ def test_a_minibatch_of_all_trials_is_the_minibatch_of_all_steps():
         _learner(adapter="conv", adapter_minibatch="trials")
 
 
+@pytest.mark.parametrize("mode", ["blind", "oracle"])
+def test_a_privileged_value_sees_the_task_in_training_only(mode):
+    """`privileged_value`: the value the training actor stored is the value PPO recomputes
+    from (observation, z, task parameters), and it depends on the task even for the blind
+    policy, whose actions never do; evaluation runs on tasks whose parameters cannot be read
+    (blind) and leaves the oracle's curve as it was."""
+    learner = _learner(mode=mode, privileged_value=True)
+    _train(learner, 3)
+    tasks = COIN.sample("train", 8, torch.Generator().manual_seed(2))
+    traj = learner.play(tasks, 1, 2, torch.Generator().manual_seed(3), False, training=True)
+    feats = tasks.features().repeat_interleave(2, 0)  # [T * copies, P]
+    z = None if mode == "blind" else learner.agent.embed(tasks.features()).repeat_interleave(2, 0)
+    obs = traj.trials().obs  # [B, L, O]
+    with torch.no_grad():
+        expand = lambda t: None if t is None else t[:, None].expand(-1, obs.shape[1], -1)  # noqa: E731
+        dist, value = learner.agent.dist_value(obs, expand(z), expand(feats))
+        _, flipped = learner.agent.dist_value(obs, expand(z), expand(1.0 - feats))
+    assert torch.allclose(value, traj.trials().values, atol=1e-6)
+    assert not torch.allclose(value, flipped, atol=1e-3)  # the task reaches the value
+    if mode == "blind":  # ... and not the policy; nor does evaluation read it
+        _, same = learner.agent.dist_value(obs, None)
+        assert torch.equal(dist.logits, learner.agent.dist_value(obs, None)[0].logits)
+        assert torch.equal(same, torch.zeros_like(same))
+        poisoned = PoisonedCoinTask(tasks.side)
+        assert learner.adaptation_curve(poisoned, 0).shape == (1, 8)
+
+
 def test_the_gru_module_remembers_what_left_the_window():
     """A cue seen only at step 0 of 12 (then zeros): the GRU learns to report it at every
     step; the window of the last 4 steps cannot after step 3 (it holds only zeros then)."""
@@ -378,6 +405,11 @@ class BlankVectorEnv(CoinVectorEnv):
         (["task.kind=blank"], "has no task parameters to encode"),
         (["learner.belief=sample", "learner.finetune_policy=true"], "needs learner.belief=point"),
         (["learner.belief=guess"], "belief"),
+        (
+            ["learner.privileged_value=true", "learner.finetune_policy=true"],
+            "privileged_value needs learner.finetune_policy=false",
+        ),
+        (["learner.adapter=conv", "learner.adapter_minibatch=trials"], "needs learner.adapter=gru"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(coin, tmp_path, capsys, extra, message):
