@@ -11,20 +11,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from pathlib import Path
 
-import torch
-
-from metarl.errors import UsageError
-from metarl.seeding import make_generator
-from metarl.trainer import load_run
-
-
-def usage_error(message: str) -> None:
-    """One line on stderr and exit code 2, as the CLI's usage errors."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+from _ti_run import load_task_inference, usage_error
 
 
 def main() -> None:
@@ -35,18 +24,8 @@ def main() -> None:
     args = p.parse_args()
     if args.tasks < 2:
         usage_error("--tasks: give at least 2 held-out tasks")
-    torch.set_num_threads(args.threads)
-    try:
-        run = load_run(args.run_dir)
-    except UsageError as err:
-        usage_error(str(err))
+    run, tasks = load_task_inference(args.run_dir, args.tasks, args.threads)
     learner = run.learner
-    if not hasattr(learner.cfg, "eval_deterministic") or not hasattr(
-        learner, "within_episode_curve"
-    ):
-        usage_error(f"{args.run_dir} is not a task_inference run")
-    gen = make_generator(run.cfg.seed, "bench/test", run.device)
-    tasks = run.distribution.sample("test", args.tasks, gen)
     for deterministic in (True, False):
         learner.cfg = dataclasses.replace(learner.cfg, eval_deterministic=deterministic)
         ret = learner.adaptation_curve(tasks, 0)[0]  # episode 1 of each task [T]

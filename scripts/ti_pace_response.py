@@ -15,22 +15,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from pathlib import Path
 
 import torch
-
-from metarl.errors import UsageError
-from metarl.seeding import make_generator
-from metarl.trainer import load_run
+from _ti_run import load_task_inference, usage_error
 
 VELOCITY = 8  # HalfCheetah observation: qpos[1:] (8 numbers), then qvel (qvel[0]: forward)
-
-
-def usage_error(message: str) -> None:
-    """One line on stderr and exit code 2, as the CLI's usage errors."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 def main() -> None:
@@ -42,16 +32,8 @@ def main() -> None:
     args = p.parse_args()
     if args.tasks < 1:
         usage_error("--tasks: give at least 1 held-out robot")
-    torch.set_num_threads(args.threads)
-    try:
-        run = load_run(args.run_dir)
-    except UsageError as err:
-        usage_error(str(err))
+    run, tasks = load_task_inference(args.run_dir, args.tasks, args.threads)
     learner = run.learner
-    if not hasattr(learner, "within_episode_curve"):
-        usage_error(f"{args.run_dir} is not a task_inference run")
-    gen = make_generator(run.cfg.seed, "bench/test", run.device)
-    tasks = run.distribution.sample("test", args.tasks, gen)
     if not hasattr(tasks, "velocity"):
         usage_error(f"{args.run_dir} is not on the pace family (task.goal: pace)")
     state = learner.eval_generator.get_state()
