@@ -652,14 +652,13 @@ class TaskInference:
             target = a.embed(feats) if a.belief == "point" else a.task_norm(feats)  # [T, z|P]
         b, length = mask.shape
         target = target.repeat_interleave(b // tasks.num_tasks, 0)[:, None].expand(b, length, -1)
-        y = target.reshape(b * length, -1)[mask.reshape(-1) > 0]
         by_trials = c.adapter_minibatch == "trials"
         if by_trials:  # whole trials, weighted by their valid steps; the GRU sees only them
             units = rows.scale(b // tasks.num_tasks)
-            counts = gather_counts(mask.sum(1), units).to(torch.float64)
-            target = target.reshape(b, length, -1)
-        else:
+            counts: Tensor | None = gather_counts(mask.sum(1), units).to(torch.float64)
+        else:  # the valid steps, in `_valid_windows`' order
             units, counts = self._step_rows(traj, rows), None
+            y = target.reshape(b * length, -1)[mask.reshape(-1) > 0]
         losses = []
         for _ in range(c.adapter_epochs):
             perm = torch.randperm(
