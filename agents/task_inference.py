@@ -160,6 +160,13 @@ class TaskInferenceConfig:
     which teaches standing still; this removes that bias for every mode, blind included (its
     *policy* still never sees the task). Phase 2 does not use the value (it needs
     `finetune_policy: false`), and evaluation never reads the task."""
+    value_time: bool = False
+    """The value function also sees the step's place in its episode (t / horizon). Episodes
+    end at the horizon without a bootstrap (`agents.rollout`), so the return still to come
+    depends on the steps left, which the observation does not hold; where every step pays a
+    large task-dependent amount (a pace to hold) a value blind to time mis-credits early and
+    late steps (Pardo et al. 2018, "Time limits in reinforcement learning"). The policy never
+    sees it; training rollouts only, as `privileged_value` (needs `finetune_policy: false`)."""
     eval_deterministic: bool = True
     """Evaluate with the policy's mode (the same for learner, blind and oracle). False samples
     actions from the evaluation generator, as in training: the adaptation module learnt from
@@ -305,8 +312,9 @@ class Agent(nn.Module):
         kwargs = {"init_std": cfg.init_std} if head == "gaussian" else {}
         self.policy = make_mlp_policy(wide, act_space, head, cfg.hidden_sizes, **kwargs)
         self.privileged = cfg.privileged_value and task_dim > 0
-        extra = task_dim if self.privileged else 0
-        self.value = ValueMLP(obs_dim + z_dim + extra, cfg.hidden_sizes)
+        self.value_time = cfg.value_time
+        self.critic_dim = (task_dim if self.privileged else 0) + int(cfg.value_time)
+        self.value = ValueMLP(obs_dim + z_dim + self.critic_dim, cfg.hidden_sizes)
         self.obs_norm = RunningNorm(obs_dim)
         self.task_norm = RunningNorm(max(task_dim, 1))
         self.encoder = mlp([max(task_dim, 1), *cfg.encoder_hidden_sizes, max(z_dim, 1)])
@@ -343,22 +351,30 @@ class Agent(nn.Module):
         extra = [prev_reward.clamp(-10.0, 10.0), prev_done, torch.ones_like(prev_reward)]
         return torch.cat([self.obs_norm(obs), a, torch.stack(extra, -1)], -1)
 
+    def critic_input(self, task: Tensor | None, time: Tensor | None) -> Tensor | None:
+        """What only the value sees `[N, critic_dim]`: the standardised task parameters (of
+        raw `task [N, P]`; `privileged_value`), then the step's place in its episode (`time
+        [N]` in [0, 1); `value_time`). None when the value sees nothing more."""
+        parts = [self.task_norm(task)] if self.privileged and task is not None else []
+        parts += [time[..., None]] if self.value_time and time is not None else []
+        return torch.cat(parts, -1) if parts else None
+
     def dist_value(
-        self, obs: Tensor, z: Tensor | None, task: Tensor | None = None
+        self, obs: Tensor, z: Tensor | None, critic: Tensor | None = None
     ) -> tuple[Any, Tensor]:
         """The action distribution and value at `obs [N, O]` given z `[N, z_dim]` (None:
-        blind) and, for a `privileged_value`, the raw task parameters `[N, P]` (None: the
-        value is not wanted, zeros are returned for it)."""
+        blind) and the value's own inputs `critic` (`critic_input`; None where the agent has
+        some: the value is not wanted, zeros are returned for it)."""
         x = (
             self.obs_norm(obs)
             if z is None or self.z_dim == 0
             else torch.cat([self.obs_norm(obs), z], -1)
         )
-        if not self.privileged:
+        if self.critic_dim == 0:
             return self.policy(x), self.value(x)
-        if task is None:
+        if critic is None:
             return self.policy(x), x.new_zeros(x.shape[:-1])
-        return self.policy(x), self.value(torch.cat([x, self.task_norm(task)], -1))
+        return self.policy(x), self.value(torch.cat([x, critic], -1))
 
 
 def belief_params(out: Tensor) -> tuple[Tensor, Tensor]:
@@ -418,8 +434,10 @@ class HistoryActor:
 
 class TaskActor:
     """Phase 1 and the oracle (z from the task rows `[N, z_dim]`), or blind (`z = None`);
-    `rows` as for `HistoryActor`; `task`: the rows' task parameters `[N, P]` for a
-    `privileged_value` (training only: the value is not used to act)."""
+    `rows` as for `HistoryActor`. `critic` (training rollouts of an agent whose value has
+    inputs of its own): the value is computed, from the rows' task parameters `task [N, P]`
+    and the step's place in its episode of `horizon` steps (counted in the state `[N]`, from
+    0 after each `prev_done`); otherwise it is left at zeros where it would need them."""
 
     def __init__(
         self,
@@ -428,19 +446,27 @@ class TaskActor:
         generator,
         deterministic: bool,
         rows=None,
+        critic: bool = False,
         task: Tensor | None = None,
+        horizon: int = 1,
     ) -> None:
         self.agent, self.z, self.generator, self.deterministic = agent, z, generator, deterministic
-        self.rows, self.task = rows, task
+        self.rows, self.critic, self.task, self.horizon = rows, critic, task, horizon
 
-    def initial_state(self, num_envs: int) -> None:
-        return None
+    def initial_state(self, num_envs: int) -> Tensor | None:
+        if not self.critic:
+            return None
+        return torch.zeros(num_envs, device=next(self.agent.parameters()).device)
 
     @torch.no_grad()
     def __call__(self, obs, prev_action, prev_reward, prev_done, state) -> ActorOutput:
-        dist, value = self.agent.dist_value(obs, self.z, self.task)
+        critic, step = None, None
+        if self.critic:
+            step = state * (1.0 - prev_done)  # this step's index in its episode
+            critic = self.agent.critic_input(self.task, step / self.horizon)
+        dist, value = self.agent.dist_value(obs, self.z, critic)
         action = sample_action(dist, self.generator, self.deterministic, self.rows)
-        return ActorOutput(action, dist.log_prob(action), value, None)
+        return ActorOutput(action, dist.log_prob(action), value, None if step is None else step + 1)
 
 
 def history_rows(agent: Agent, traj: Trajectories) -> tuple[Tensor, Tensor]:
@@ -528,10 +554,12 @@ class TaskInference:
             return HistoryActor(self.agent, gen, deterministic, copy_rows)
         z = self._z(tasks)
         z_rows = None if z is None else z.detach().repeat_interleave(copies, 0)
+        critic = training and self.agent.critic_dim > 0
         task = None
-        if self.agent.privileged and training:
+        if critic and self.agent.privileged:
             task = task_features(tasks).to(self.device).repeat_interleave(copies, 0)
-        return TaskActor(self.agent, z_rows, gen, deterministic, copy_rows, task)
+        horizon = self._env(tasks.num_tasks, copies).horizon
+        return TaskActor(self.agent, z_rows, gen, deterministic, copy_rows, critic, task, horizon)
 
     def play(
         self, tasks, episodes, copies, gen, history, deterministic=False, rows=None, training=False
@@ -578,6 +606,7 @@ class TaskInference:
         steps = self._step_rows(traj, rows)  # the valid steps' rows of the batch's
         adv = normalize_over(adv, None, steps)
         feats = task_features(tasks).to(self.device)
+        time = (torch.arange(h, device=self.device) / h).expand(t, e, h).reshape(-1)[valid]
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         sums: dict[str, float] = {}
         count, n = 0, steps.total
@@ -594,7 +623,8 @@ class TaskInference:
                         z = inferred[idx]
                     elif a.z_dim > 0:
                         z = a.embed(feats)[task_of[idx]]
-                    dist, v = a.dist_value(obs[idx], z, feats[task_of[idx]])
+                    critic = a.critic_input(feats[task_of[idx]], time[idx])
+                    dist, v = a.dist_value(obs[idx], z, critic)
                     terms = ppo_loss(
                         dist.log_prob(act[idx]), old[idx], adv[idx], c.clip_eps,
                         values=v, returns=returns[idx], entropy=dist.entropy(),
@@ -825,10 +855,11 @@ def check_config(cfg: TaskInferenceConfig, horizon: int) -> None:
             "learner.adapter_minibatch=trials needs learner.adapter=gru (a conv window is one "
             "step's input: its minibatches of steps cost no more)"
         )
-    if cfg.privileged_value and cfg.finetune_policy:
+    if (cfg.privileged_value or cfg.value_time) and cfg.finetune_policy:
+        name = "privileged_value" if cfg.privileged_value else "value_time"
         raise UsageError(
-            "learner.privileged_value needs learner.finetune_policy=false (phase 2's history "
-            "actor never reads the task, so its rollouts carry no value to fine-tune with)"
+            f"learner.{name} needs learner.finetune_policy=false (phase 2's history actor "
+            "computes no value of its own inputs, so its rollouts carry none to fine-tune with)"
         )
     if cfg.belief == "sample" and cfg.finetune_policy:
         raise UsageError(

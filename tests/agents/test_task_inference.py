@@ -162,29 +162,40 @@ def test_a_minibatch_of_all_trials_is_the_minibatch_of_all_steps():
         _learner(adapter="conv", adapter_minibatch="trials")
 
 
-@pytest.mark.parametrize("mode", ["blind", "oracle"])
-def test_a_privileged_value_sees_the_task_in_training_only(mode):
-    """`privileged_value`: the value the training actor stored is the value PPO recomputes
-    from (observation, z, task parameters), and it depends on the task even for the blind
-    policy, whose actions never do; evaluation runs on tasks whose parameters cannot be read
-    (blind) and leaves the oracle's curve as it was."""
-    learner = _learner(mode=mode, privileged_value=True)
+@pytest.mark.parametrize(
+    ("mode", "privileged", "time"),
+    [
+        ("blind", True, False),
+        ("oracle", True, False),
+        ("oracle", False, True),
+        ("blind", True, True),
+    ],
+)
+def test_the_value_sees_task_and_time_in_training_only(mode, privileged, time):
+    """`privileged_value` / `value_time`: the value the training actor stored (2 episodes per
+    trial, so the step count restarts) is the value PPO recomputes from (observation, z, task
+    parameters, t / horizon); what the value alone sees reaches it and not the policy; and
+    evaluation of the blind agent runs on tasks whose parameters cannot be read."""
+    learner = _learner(mode=mode, privileged_value=privileged, value_time=time)
     _train(learner, 3)
+    agent, h = learner.agent, COIN.config.horizon
     tasks = COIN.sample("train", 8, torch.Generator().manual_seed(2))
-    traj = learner.play(tasks, 1, 2, torch.Generator().manual_seed(3), False, training=True)
-    feats = tasks.features().repeat_interleave(2, 0)  # [T * copies, P]
-    z = None if mode == "blind" else learner.agent.embed(tasks.features()).repeat_interleave(2, 0)
-    obs = traj.trials().obs  # [B, L, O]
+    traj = learner.play(tasks, 2, 2, torch.Generator().manual_seed(3), False, training=True)
+    obs = traj.trials().obs  # [B, L = 2h, O]
+    b, length = obs.shape[:2]
+    feats = tasks.features().repeat_interleave(2, 0)[:, None].expand(b, length, -1)
+    steps = (torch.arange(length) % h / h).expand(b, length)  # restarts with episode 2
+    z = None if mode == "blind" else agent.embed(tasks.features()).repeat_interleave(2, 0)
+    z = None if z is None else z[:, None].expand(b, length, -1)
     with torch.no_grad():
-        expand = lambda t: None if t is None else t[:, None].expand(-1, obs.shape[1], -1)  # noqa: E731
-        dist, value = learner.agent.dist_value(obs, expand(z), expand(feats))
-        _, flipped = learner.agent.dist_value(obs, expand(z), expand(1.0 - feats))
+        dist, value = agent.dist_value(obs, z, agent.critic_input(feats, steps))
+        _, moved = agent.dist_value(obs, z, agent.critic_input(1.0 - feats, 1.0 - steps))
+        dist_alone, zeros = agent.dist_value(obs, z)
     assert torch.allclose(value, traj.trials().values, atol=1e-6)
-    assert not torch.allclose(value, flipped, atol=1e-3)  # the task reaches the value
-    if mode == "blind":  # ... and not the policy; nor does evaluation read it
-        _, same = learner.agent.dist_value(obs, None)
-        assert torch.equal(dist.logits, learner.agent.dist_value(obs, None)[0].logits)
-        assert torch.equal(same, torch.zeros_like(same))
+    assert not torch.allclose(value, moved, atol=1e-3)  # the value's own inputs reach it
+    assert torch.equal(dist.logits, dist_alone.logits)  # ... and not the policy
+    assert torch.equal(zeros, torch.zeros_like(zeros))  # none given: no value computed
+    if mode == "blind":  # nor does evaluation read the task
         poisoned = PoisonedCoinTask(tasks.side)
         assert learner.adaptation_curve(poisoned, 0).shape == (1, 8)
 
@@ -408,6 +419,10 @@ class BlankVectorEnv(CoinVectorEnv):
         (
             ["learner.privileged_value=true", "learner.finetune_policy=true"],
             "privileged_value needs learner.finetune_policy=false",
+        ),
+        (
+            ["learner.value_time=true", "learner.finetune_policy=true"],
+            "value_time needs learner.finetune_policy=false",
         ),
         (["learner.adapter=conv", "learner.adapter_minibatch=trials"], "needs learner.adapter=gru"),
     ],
