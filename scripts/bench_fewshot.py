@@ -127,6 +127,9 @@ def omniglot_rows(configs, minutes: float, runs: Path, episodes: int) -> list[di
     return rows
 
 
+# Where `scripts/bench_fewshot_families.py`'s section of the same markdown file begins: from
+# there on (its section and the notes written after it) the file is kept as it is.
+FAMILIES_BEGIN = "<!-- families:begin -->"
 REUSE_ONLY = False  # --reuse-only: tabulate what earlier runs measured, run nothing new
 
 
@@ -466,7 +469,11 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     text = markdown(result)
-    Path(args.md).write_text(text + "\n")
+    md = Path(args.md)
+    old = md.read_text() if md.exists() else ""
+    if FAMILIES_BEGIN in old:  # bench_fewshot_families.py's block and what follows it: kept
+        text = text.rstrip("\n") + "\n\n" + old[old.index(FAMILIES_BEGIN) :].rstrip("\n")
+    md.write_text(text + "\n")
     print(text)
 
 
