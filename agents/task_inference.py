@@ -547,8 +547,9 @@ class TaskInference:
         training: bool = False,
     ):
         """History-driven (`history=True`: phase 2, the learner at evaluation) or task actor;
-        `rows`: the tasks' rows of a sharded batch; `training`: a training rollout (a
-        `privileged_value` reads the task parameters then, never at evaluation)."""
+        `rows`: the tasks' rows of a sharded batch; `training`: a training rollout (a value with
+        inputs of its own, `privileged_value` / `value_time`, is computed then, never at
+        evaluation)."""
         copy_rows = None if rows is None else rows.scale(copies)
         if history:
             return HistoryActor(self.agent, gen, deterministic, copy_rows)

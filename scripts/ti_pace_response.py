@@ -5,10 +5,10 @@
 Takes `--tasks` held-out robots of the benchmark's draw (`bench/test` generator of the run's
 seed), sets every robot's target pace to each value of `--paces` in turn and plays episode 1
 with the run's own evaluation actor (oracle: the true task; learner: history only; blind: no
-task), from the same initial states for every pace. Prints per pace the mean forward velocity over the episode (HalfCheetah's qvel[0], the
-observation's 9th entry) and the mean return. A policy that uses the pace goes faster when asked
-to; one that never learnt to run stays near 0 m/s whatever it is asked
-(results/task_inference_terrain_widened.md).
+task), from the same initial states for every pace. Prints per pace the mean forward velocity
+over the episode (HalfCheetah's qvel[0], the observation's 9th entry) and the mean return. A
+policy that uses the pace goes faster when asked to; one that never learnt to run stays near
+0 m/s whatever it is asked (results/task_inference_terrain_widened.md).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def main() -> None:
     for pace in args.paces:  # the same initial states and evaluation draws for every pace
         learner.eval_generator.set_state(state)
         paced = dataclasses.replace(tasks, velocity=torch.full_like(tasks.velocity, pace))
-        traj = learner._evaluate_play(paced, 1)  # episode 1, the run's evaluation actor
+        traj = learner.adapt(paced, 0)  # episode 1, the run's evaluation actor
         ret = traj.returns_by_episode_index()[:, 0]  # [T]
         steps = traj.trials()
         valid = steps.mask > 0
